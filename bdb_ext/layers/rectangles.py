@@ -1,0 +1,45 @@
+"""Drawing the Batch DropBlock rectangle with torch's RNG (never Python's ``random``)."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+__all__ = ["check_ratio", "drop_block_size", "draw_drop_rect"]
+
+
+def check_ratio(name: str, value: object) -> float:
+    """``value`` as a float in [0, 1], or a clear error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number in [0, 1], got {type(value).__name__}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def drop_block_size(height: int, width: int, h_ratio: float, w_ratio: float) -> tuple[int, int]:
+    """The block's (rows, cols): round(h_ratio * H), round(w_ratio * W), as the reference code rounds."""
+    return int(round(h_ratio * height)), int(round(w_ratio * width))
+
+
+def draw_drop_rect(
+    height: int,
+    width: int,
+    h_ratio: float,
+    w_ratio: float,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One rectangle [top, left, rows, cols] (int64, on ``device``) for a whole batch.
+
+    top and left are uniform over the positions where the block fits. They are drawn on ``device``
+    so the kernels read them there without a host sync; with ``generator`` (which must live on
+    ``device``) the draw is reproducible and, seeded alike, identical across processes.
+    """
+    rows, cols = drop_block_size(height, width, h_ratio, w_ratio)
+    top = torch.randint(0, height - rows + 1, (1,), device=device, generator=generator)
+    left = torch.randint(0, width - cols + 1, (1,), device=device, generator=generator)
+    size = torch.tensor([rows, cols], dtype=torch.int64, device=device)
+    return torch.cat([top, left, size])

@@ -1,0 +1,12 @@
+"""The fused bdb_ext ops (``torch.ops.bdb_ext``) with argument handling, autograd and fake kernels."""
+
+from __future__ import annotations
+
+from .library import OpLibrary, RectLike, as_rect_tensor
+
+__all__ = ["OpLibrary", "RectLike", "as_rect_tensor", "batch_drop_block", "drop_pool"]
+
+_library = OpLibrary("bdb_ext")
+
+batch_drop_block = _library.batch_drop_block
+drop_pool = _library.drop_pool

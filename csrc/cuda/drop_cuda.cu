@@ -1,0 +1,183 @@
+// Host side of the CUDA drop ops: checks, layout and vector-width choice, launches on the current
+// stream. The kernels themselves are in drop_kernels.cuh.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "runtime.h"
+
+#include "../host/drop_args.h"
+#include "drop_kernels.cuh"
+
+namespace bdb {
+namespace {
+
+bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// The widest vector (16 bytes at most) that divides the contiguous inner dimension and to which
+// every pointer is aligned; 1 otherwise.
+template <typename scalar_t>
+int vector_width(int64_t inner, std::initializer_list<const void*> pointers) {
+  for (int vec = static_cast<int>(16 / sizeof(scalar_t)); vec > 1; vec /= 2) {
+    if (inner % vec != 0) continue;
+    bool ok = true;
+    for (const void* p : pointers) ok = ok && aligned_to(p, sizeof(scalar_t) * vec);
+    if (ok) return vec;
+  }
+  return 1;
+}
+
+int64_t contiguous_inner(const MapLayout& m) { return m.channels_last ? m.C : m.W; }
+
+// Calls fn(std::integral_constant<int, VEC>) for the runtime vector width.
+template <typename scalar_t, typename Fn>
+void with_vector_width(int vec, Fn&& fn) {
+  constexpr int kMax = 16 / sizeof(scalar_t);
+  if (vec == 1) return fn(std::integral_constant<int, 1>{});
+  if constexpr (kMax >= 2) {
+    if (vec == 2) return fn(std::integral_constant<int, 2>{});
+  }
+  if constexpr (kMax >= 4) {
+    if (vec == 4) return fn(std::integral_constant<int, 4>{});
+  }
+  if constexpr (kMax >= 8) {
+    if (vec == 8) return fn(std::integral_constant<int, 8>{});
+  }
+  TORCH_CHECK(false, "bdb_ext internal error: unsupported vector width ", vec);
+}
+
+at::Tensor drop_block_launch(const at::Tensor& input, const at::Tensor& rect, const char* op) {
+  check_feature_map(input, op);
+  check_rect(rect, input, op);
+  KernelDeviceGuard guard(input.device());
+  bool channels_last = false;
+  const at::Tensor x = dense_feature_map(input, channels_last);
+  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(memory_format_of(channels_last)));
+  if (x.numel() == 0) return y;
+  const at::Tensor rect_c = rect.contiguous();
+  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
+  const MapLayout map = map_layout_of(x, channels_last);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::batch_drop_block", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    const int vec = vector_width<scalar_t>(contiguous_inner(map), {xp, yp});
+    with_vector_width<scalar_t>(vec, [&](auto vec_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      const LaunchShape shape = elementwise_launch(map.numel(), VEC);
+      auto kernel = drop_block_kernel<scalar_t, VEC>;
+      BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
+                        current_kernel_stream(), xp, yp, map, rect_arg);
+      BDB_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  return y;
+}
+
+at::Tensor batch_drop_block_kernel_device(const at::Tensor& x, const at::Tensor& rect) {
+  return drop_block_launch(x, rect, "bdb_ext::batch_drop_block");
+}
+
+// Zeroing the rectangle is its own derivative: the backward runs the same kernel on the gradient.
+at::Tensor batch_drop_block_backward_kernel_device(const at::Tensor& grad_y, const at::Tensor& rect) {
+  return drop_block_launch(grad_y, rect, "bdb_ext::_batch_drop_block_backward");
+}
+
+std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& input, const at::Tensor& rect,
+                                                           c10::string_view mode) {
+  const char* op = "bdb_ext::drop_pool";
+  check_feature_map(input, op);
+  check_rect(rect, input, op);
+  const bool is_max = parse_pool_mode(mode, op);
+  KernelDeviceGuard guard(input.device());
+  bool channels_last = false;
+  const at::Tensor x = dense_feature_map(input, channels_last);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor out = at::empty({N, C}, x.options());
+  at::Tensor argmax = at::empty({is_max ? N : 0, is_max ? C : 0}, x.options().dtype(at::kLong));
+  if (out.numel() == 0) return {out, argmax};
+  const at::Tensor rect_c = rect.contiguous();
+  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::drop_pool", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
+    int64_t* ap = is_max ? argmax.mutable_data_ptr<int64_t>() : nullptr;
+    const int vec = vector_width<scalar_t>(channels_last ? C : W, {xp});
+    with_vector_width<scalar_t>(vec, [&](auto vec_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      auto launch = [&](auto is_max_c) {
+        constexpr bool IS_MAX = decltype(is_max_c)::value;
+        if (channels_last) {
+          const ChannelPoolShape shape = channel_pool_launch(C / VEC, N);
+          auto kernel = drop_pool_channels_kernel<scalar_t, VEC, IS_MAX>;
+          const dim3 grid(static_cast<unsigned>(shape.blocks_x),
+                          static_cast<unsigned>(std::min<int64_t>(shape.blocks_y, 65535)));
+          BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, op_, ap, N, C,
+                            H, W, rect_arg);
+        } else {
+          const PlanePoolShape shape = plane_pool_launch(N * C, H * W / VEC);
+          auto kernel = drop_pool_planes_kernel<scalar_t, VEC, IS_MAX>;
+          BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
+                            current_kernel_stream(), xp, op_, ap, N * C, H, W, shape.group, rect_arg);
+        }
+        BDB_KERNEL_LAUNCH_CHECK();
+      };
+      if (is_max) {
+        launch(std::true_type{});
+      } else {
+        launch(std::false_type{});
+      }
+    });
+  });
+  return {out, argmax};
+}
+
+at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const at::Tensor& argmax_in,
+                                            const at::Tensor& rect, c10::string_view mode,
+                                            at::IntArrayRef input_size, bool channels_last) {
+  const char* op = "bdb_ext::_drop_pool_backward";
+  const bool is_max = parse_pool_mode(mode, op);
+  check_pool_backward_args(grad_out_in, argmax_in, input_size, is_max, op);
+  KernelDeviceGuard guard(grad_out_in.device());
+  at::Tensor dx = at::empty(input_size, grad_out_in.options().memory_format(memory_format_of(channels_last)));
+  check_rect(rect, dx, op);
+  if (dx.numel() == 0) return dx;
+  const at::Tensor grad_out = grad_out_in.contiguous();
+  const at::Tensor argmax = argmax_in.contiguous();
+  const at::Tensor rect_c = rect.contiguous();
+  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
+  const MapLayout map = map_layout_of(dx, channels_last);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dx.scalar_type(), "bdb_ext::_drop_pool_backward", [&] {
+    const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
+    const int64_t* ap = is_max ? argmax.const_data_ptr<int64_t>() : nullptr;
+    scalar_t* dxp = dx.mutable_data_ptr<scalar_t>();
+    const int vec = vector_width<scalar_t>(contiguous_inner(map), {dxp});
+    with_vector_width<scalar_t>(vec, [&](auto vec_c) {
+      constexpr int VEC = decltype(vec_c)::value;
+      const LaunchShape shape = elementwise_launch(map.numel(), VEC);
+      auto launch = [&](auto is_max_c) {
+        constexpr bool IS_MAX = decltype(is_max_c)::value;
+        auto kernel = drop_pool_backward_kernel<scalar_t, VEC, IS_MAX>;
+        BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
+                          current_kernel_stream(), gp, ap, dxp, map, rect_arg);
+        BDB_KERNEL_LAUNCH_CHECK();
+      };
+      if (is_max) {
+        launch(std::true_type{});
+      } else {
+        launch(std::false_type{});
+      }
+    });
+  });
+  return dx;
+}
+
+}  // namespace
+}  // namespace bdb
+
+TORCH_LIBRARY_IMPL(BDB_KERNEL_LIBRARY, BDB_KERNEL_DISPATCH_KEY, m) {
+  m.impl("batch_drop_block", &bdb::batch_drop_block_kernel_device);
+  m.impl("_batch_drop_block_backward", &bdb::batch_drop_block_backward_kernel_device);
+  m.impl("drop_pool", &bdb::drop_pool_kernel_device);
+  m.impl("_drop_pool_backward", &bdb::drop_pool_backward_kernel_device);
+}
