@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .library import OpLibrary, RectLike, as_rect_tensor
+from ._args import RectLike, as_rect_tensor
+from .library import OpLibrary
 
 __all__ = ["OpLibrary", "RectLike", "as_rect_tensor", "batch_drop_block", "drop_pool"]
 

@@ -1,98 +1,22 @@
 """Fake (meta) kernels and autograd for the ops of one op library namespace.
 
 The public library is ``bdb_ext``; the test-only CUDA emulation library ``bdb_ext_emu`` has the same
-schemas and gets the same registrations, so both are exercised by the same tests.
+schemas and gets the same registrations, so both are exercised by the same tests. Each op family
+registers from its own module.
 """
 
 from __future__ import annotations
 
-import torch
+from ._register_drop import register_drop_ops
 
 __all__ = ["register_python_parts"]
 
 _REGISTERED: set[str] = set()
 
 
-def _dense_format(x: torch.Tensor) -> torch.memory_format:
-    # Mirrors dense_feature_map() in csrc/host/drop_args.h: NCHW and channels_last are kept, any
-    # other strides come out NCHW.
-    if x.is_contiguous():
-        return torch.contiguous_format
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return _dense_format(x) == torch.channels_last
-
-
-def _no_double_backward(name: str):
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"{name}: double backward (create_graph=True through bdb_ext's backward) is not supported"
-        )
-
-    return backward
-
-
 def register_python_parts(ns: str) -> None:
-    """Register fake kernels and autograd formulas for ``torch.ops.<ns>``'s drop ops (idempotent)."""
+    """Register every op family's fake kernels and autograd for ``torch.ops.<ns>`` (idempotent)."""
     if ns in _REGISTERED:
         return
     _REGISTERED.add(ns)
-    lib_ops = getattr(torch.ops, ns)
-
-    @torch.library.register_fake(f"{ns}::batch_drop_block")
-    def _(x, rect):
-        return x.new_empty(x.shape, memory_format=_dense_format(x))
-
-    @torch.library.register_fake(f"{ns}::_batch_drop_block_backward")
-    def _(grad_y, rect):
-        return grad_y.new_empty(grad_y.shape, memory_format=_dense_format(grad_y))
-
-    @torch.library.register_fake(f"{ns}::drop_pool")
-    def _(x, rect, mode):
-        n, c = x.shape[0], x.shape[1]
-        out = x.new_empty((n, c))
-        argmax = x.new_empty((n, c) if mode == "max" else (0, 0), dtype=torch.int64)
-        return out, argmax
-
-    @torch.library.register_fake(f"{ns}::_drop_pool_backward")
-    def _(grad_out, argmax, rect, mode, input_size, channels_last):
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return grad_out.new_empty(input_size, memory_format=fmt)
-
-    def drop_setup(ctx, inputs, output):
-        _, rect = inputs
-        ctx.save_for_backward(rect)
-
-    def drop_backward(ctx, grad_y):
-        (rect,) = ctx.saved_tensors
-        return lib_ops._batch_drop_block_backward(grad_y, rect), None
-
-    torch.library.register_autograd(f"{ns}::batch_drop_block", drop_backward, setup_context=drop_setup)
-
-    def pool_setup(ctx, inputs, output):
-        x, rect, mode = inputs
-        _, argmax = output
-        ctx.save_for_backward(argmax, rect)
-        ctx.mode = mode
-        ctx.input_size = x.shape
-        ctx.channels_last = _is_channels_last(x)
-
-    def pool_backward(ctx, grad_out, _grad_argmax):
-        argmax, rect = ctx.saved_tensors
-        grad_x = lib_ops._drop_pool_backward(
-            grad_out, argmax, rect, ctx.mode, list(ctx.input_size), ctx.channels_last
-        )
-        return grad_x, None, None
-
-    torch.library.register_autograd(f"{ns}::drop_pool", pool_backward, setup_context=pool_setup)
-
-    for backward_op in ("_batch_drop_block_backward", "_drop_pool_backward"):
-        torch.library.register_autograd(
-            f"{ns}::{backward_op}",
-            _no_double_backward(f"{ns}::{backward_op}"),
-            setup_context=lambda ctx, inputs, output: None,
-        )
+    register_drop_ops(ns)
