@@ -35,5 +35,7 @@ def batch_drop_block_broadcast(x: torch.Tensor, rect: torch.Tensor | Sequence[in
 def drop_pool(x: torch.Tensor, rect: torch.Tensor | Sequence[int], mode: str = "max") -> torch.Tensor:
     """The reference code's BDB branch head: BatchDrop, then AdaptiveMaxPool2d (or Avg), flattened to (N, C)."""
     y = batch_drop_block(x, rect)
+    if y.numel() == 0:  # adaptive pooling rejects empty channel dims; the pooled result is just empty
+        return y.new_zeros(y.shape[:2]) + y.sum(dim=(2, 3))
     pooled = F.adaptive_max_pool2d(y, 1) if mode == "max" else F.adaptive_avg_pool2d(y, 1)
     return pooled.flatten(1)
