@@ -1,0 +1,63 @@
+"""One-call evaluation from features to a results object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .distances import pairwise_distances
+from .recall import recall_at_k, recall_at_k_query_gallery
+from .reid_metrics import cuhk03_rank_metrics, rank_metrics
+from .reranking import re_ranking_features
+from .results import RecallResults, ReIDResults
+
+__all__ = ["evaluate_reid", "evaluate_recall"]
+
+_PROTOCOLS = ("market1501", "cuhk03")
+
+
+def evaluate_reid(query_features: torch.Tensor | np.ndarray, gallery_features: torch.Tensor | np.ndarray,
+                  query_pids, gallery_pids, query_camids, gallery_camids, *, metric: str = "sqeuclidean",
+                  rerank: bool = False, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+                  ap_cutoff: int | None = None, protocol: str = "market1501", max_rank: int = 50,
+                  ranks: Sequence[int] = (1, 5, 10, 20), dataset: str | None = None,
+                  return_distmat: bool = False) -> ReIDResults | tuple[ReIDResults, torch.Tensor]:
+    """Rank (Q, D) query features against (G, D) gallery features and compute the re-ID metrics.
+
+    ``metric`` is the ranking distance (BDB: squared Euclidean). With ``rerank=True`` the distances are replaced by
+    k-reciprocal re-ranking of the Euclidean distances (the published algorithm's input, whatever ``metric`` is).
+    ``protocol`` "market1501" (also right for the CUHK03 new protocol, DukeMTMC-reID and MSMT17) or "cuhk03" (the
+    classic single-gallery-shot CMC). ``return_distmat`` also returns the (Q, G) distances that were ranked.
+    """
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"evaluate_reid: protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    if rerank:
+        distmat = re_ranking_features(query_features, gallery_features, k1, k2, lambda_value)
+    else:
+        distmat = pairwise_distances(query_features, gallery_features, metric=metric)
+    if protocol == "cuhk03":
+        if ap_cutoff is not None:
+            raise ValueError("evaluate_reid: ap_cutoff applies to the market1501 protocol only")
+        metrics = cuhk03_rank_metrics(distmat, query_pids, gallery_pids, query_camids, gallery_camids, max_rank)
+    else:
+        metrics = rank_metrics(distmat, query_pids, gallery_pids, query_camids, gallery_camids, max_rank,
+                               ap_cutoff)
+    results = ReIDResults.from_metrics(metrics, dataset=dataset, protocol=protocol, reranked=rerank,
+                                       ranks=tuple(ranks))
+    return (results, distmat) if return_distmat else results
+
+
+def evaluate_recall(embeddings: torch.Tensor | np.ndarray, labels, ks: Sequence[int] = (1, 2, 4, 8), *,
+                    gallery: torch.Tensor | np.ndarray | None = None, gallery_labels=None,
+                    metric: str = "euclidean", dataset: str | None = None) -> RecallResults:
+    """Recall@K as a results object: all-vs-all (CUB, Cars196, SOP), or queries ``embeddings`` against
+    ``gallery`` (In-Shop) when a gallery is given."""
+    if (gallery is None) != (gallery_labels is None):
+        raise ValueError("evaluate_recall: pass both gallery and gallery_labels, or neither")
+    if gallery is None:
+        recalls = recall_at_k(embeddings, labels, ks, metric=metric)
+    else:
+        recalls = recall_at_k_query_gallery(embeddings, gallery, labels, gallery_labels, ks, metric=metric)
+    return RecallResults(recalls=recalls, dataset=dataset)

@@ -1,0 +1,61 @@
+"""Feature extraction: run a model over a loader, batched and without gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+__all__ = ["extract_features"]
+
+
+def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    features = model(images)
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != images.shape[0]:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise TypeError(f"extract_features: model must return a (batch, dim) tensor in eval mode, got {shape}")
+    return features.float()
+
+
+def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+                     flip: bool = False, amp_dtype: torch.dtype | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Features of every image in ``loader``.
+
+    Args:
+        model: maps a (B, 3, H, W) batch to (B, D) features in eval mode. It is put in eval mode for the pass and
+            restored to its previous mode afterwards.
+        loader: yields ``(images, pids, camids)`` batches, as a DataLoader over :class:`bdb_ext.data.ImageDataset`.
+        device: where the model runs; default the device of the model's first parameter (CPU if it has none).
+        flip: average the features of each image and its horizontal mirror.
+        amp_dtype: e.g. torch.float16 or torch.bfloat16 to run under autocast; features are returned in float32.
+
+    Returns:
+        features (N, D) float32 on the CPU, pids (N,) int64, camids (N,) int64.
+    """
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    features, pids, camids = [], [], []
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            for batch in loader:
+                if not isinstance(batch, (tuple, list)) or len(batch) != 3:
+                    raise TypeError("extract_features: loader must yield (images, pids, camids) batches")
+                images, batch_pids, batch_camids = batch
+                images = images.to(device, non_blocking=True)
+                out = _forward(model, images)
+                if flip:
+                    out = (out + _forward(model, images.flip(-1))) / 2
+                features.append(out.cpu())
+                pids.append(torch.as_tensor(batch_pids, dtype=torch.long).reshape(-1))
+                camids.append(torch.as_tensor(batch_camids, dtype=torch.long).reshape(-1))
+    finally:
+        model.train(was_training)
+    if not features:
+        raise ValueError("extract_features: the loader yielded no batches")
+    return torch.cat(features), torch.cat(pids), torch.cat(camids)
