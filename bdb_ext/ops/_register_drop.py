@@ -21,6 +21,10 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return _dense_format(x) == torch.channels_last
 
 
+def _empty_map(like: torch.Tensor, shape, memory_format: torch.memory_format) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
+
+
 def no_double_backward(name: str):
     def backward(ctx, *grads):
         raise RuntimeError(
@@ -36,11 +40,11 @@ def register_drop_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::batch_drop_block")
     def _(x, rect):
-        return x.new_empty(x.shape, memory_format=_dense_format(x))
+        return _empty_map(x, x.shape, _dense_format(x))
 
     @torch.library.register_fake(f"{ns}::_batch_drop_block_backward")
     def _(grad_y, rect):
-        return grad_y.new_empty(grad_y.shape, memory_format=_dense_format(grad_y))
+        return _empty_map(grad_y, grad_y.shape, _dense_format(grad_y))
 
     @torch.library.register_fake(f"{ns}::drop_pool")
     def _(x, rect, mode):
@@ -52,7 +56,7 @@ def register_drop_ops(ns: str) -> None:
     @torch.library.register_fake(f"{ns}::_drop_pool_backward")
     def _(grad_out, argmax, rect, mode, input_size, channels_last):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return grad_out.new_empty(input_size, memory_format=fmt)
+        return _empty_map(grad_out, input_size, fmt)
 
     def drop_setup(ctx, inputs, output):
         _, rect = inputs
