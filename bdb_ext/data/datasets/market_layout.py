@@ -12,8 +12,8 @@ from .base import ReIDDataset, list_images, resolve_root
 
 __all__ = ["MarketLayoutFolder", "Market1501", "DukeMTMCreID", "parse_market_name", "read_market_folder"]
 
-# The pattern torchreid and the official Market-1501 kit use: pid (may be -1 for junk), then the camera digit(s).
-_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d+)")
+# The pattern torchreid uses: pid (-1 for junk), then one camera digit (Market names continue with 's<sequence>').
+_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d)")
 
 SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
