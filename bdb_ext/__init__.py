@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._extension import build_info
 from . import ops, reference
 from .layers import BatchDropBlock, BatchDropPool
+from .losses import BatchHardTripletLoss
 
 __version__ = "0.1.0"
 

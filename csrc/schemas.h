@@ -16,6 +16,14 @@ inline void define_op_schemas(torch::Library& m) {
   m.def(
       "_drop_pool_backward(Tensor grad_out, Tensor argmax, Tensor rect, str mode, SymInt[] input_size, "
       "bool channels_last) -> Tensor");
+  // Euclidean (or squared) distances (N, M) between the rows of x (N, D) and y (M, D).
+  m.def("pairwise_distance(Tensor x, Tensor y, bool squared) -> Tensor");
+  m.def("_pairwise_distance_backward(Tensor grad, Tensor x, Tensor y, Tensor dist, bool squared) -> (Tensor, Tensor)");
+  // Returns (d_ap (N,), d_an (N,), idx_p (N,) int64, idx_n (N,) int64); labels: int64 (N,).
+  m.def("batch_hard_mine(Tensor x, Tensor labels) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "_batch_hard_mine_backward(Tensor grad_ap, Tensor grad_an, Tensor x, Tensor idx_p, Tensor idx_n, "
+      "Tensor d_ap, Tensor d_an) -> Tensor");
 }
 
 }  // namespace bdb

@@ -8,6 +8,7 @@ registers from its own module.
 from __future__ import annotations
 
 from ._register_drop import register_drop_ops
+from ._register_mining import register_mining_ops
 
 __all__ = ["register_python_parts"]
 
@@ -20,3 +21,4 @@ def register_python_parts(ns: str) -> None:
         return
     _REGISTERED.add(ns)
     register_drop_ops(ns)
+    register_mining_ops(ns)

@@ -11,11 +11,12 @@ import torch
 
 from ._registration import register_python_parts
 from .drop import DropOps
+from .mining import MiningOps
 
 __all__ = ["OpLibrary"]
 
 
-class OpLibrary(DropOps):
+class OpLibrary(DropOps, MiningOps):
     """The bdb_ext ops of one ``torch.ops`` namespace, with argument handling."""
 
     def __init__(self, namespace: str) -> None:

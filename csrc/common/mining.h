@@ -1,0 +1,140 @@
+// The rules of batch-hard mining shared by the CPU kernel, the CUDA kernels and the emulator, so all
+// of them pick the same pair on ties and NaN and weight the gradient the same way.
+//
+// A candidate is (squared distance s, index j); index < 0 means "none yet". Hardest positive = the
+// largest s, hardest negative = the smallest s; NaN wins both (as torch.amax / amin propagate it);
+// among equal values the smaller index wins. The order is total, so the result does not depend on
+// the order in which threads or tiles combine their partial winners.
+#pragma once
+
+#include <cstdint>
+
+#include "macros.h"
+
+namespace bdb {
+
+template <typename acc_t>
+BDB_INLINE bool mining_is_nan(acc_t v) {
+  return v != v;
+}
+
+// Is (v, idx) a better hardest positive than (best_v, best_idx)?
+template <typename acc_t>
+BDB_INLINE bool positive_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
+  if (idx < 0) return false;
+  if (best_idx < 0) return true;
+  const bool v_nan = mining_is_nan(v);
+  const bool best_nan = mining_is_nan(best_v);
+  if (v_nan || best_nan) return v_nan && (!best_nan || idx < best_idx);
+  return v > best_v || (v == best_v && idx < best_idx);
+}
+
+// Is (v, idx) a better hardest negative than (best_v, best_idx)?
+template <typename acc_t>
+BDB_INLINE bool negative_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
+  if (idx < 0) return false;
+  if (best_idx < 0) return true;
+  const bool v_nan = mining_is_nan(v);
+  const bool best_nan = mining_is_nan(best_v);
+  if (v_nan || best_nan) return v_nan && (!best_nan || idx < best_idx);
+  return v < best_v || (v == best_v && idx < best_idx);
+}
+
+// Running winners of one anchor (squared distances).
+template <typename acc_t>
+struct MiningBest {
+  acc_t pos_value;
+  int64_t pos_index;  // -1: no positive seen
+  acc_t neg_value;
+  int64_t neg_index;  // -1: no negative seen
+
+  BDB_INLINE void reset() {
+    pos_value = acc_t(0);
+    pos_index = -1;
+    neg_value = acc_t(0);
+    neg_index = -1;
+  }
+
+  // Candidate j of anchor i (j != i for positives is the caller's business: self is skipped).
+  BDB_INLINE void offer(acc_t s, int64_t j, bool same_label) {
+    if (same_label) {
+      if (positive_better(s, j, pos_value, pos_index)) {
+        pos_value = s;
+        pos_index = j;
+      }
+    } else if (negative_better(s, j, neg_value, neg_index)) {
+      neg_value = s;
+      neg_index = j;
+    }
+  }
+
+  BDB_INLINE void merge(const MiningBest& o) {
+    offer_positive(o.pos_value, o.pos_index);
+    offer_negative(o.neg_value, o.neg_index);
+  }
+
+  BDB_INLINE void offer_positive(acc_t s, int64_t j) {
+    if (positive_better(s, j, pos_value, pos_index)) {
+      pos_value = s;
+      pos_index = j;
+    }
+  }
+
+  BDB_INLINE void offer_negative(acc_t s, int64_t j) {
+    if (negative_better(s, j, neg_value, neg_index)) {
+      neg_value = s;
+      neg_index = j;
+    }
+  }
+};
+
+// The outputs for an anchor without a positive (d_ap = 0, idx_p = the anchor itself) or without a
+// negative (d_an = +inf, idx_n = -1) come from the caller; these say whether one was found.
+BDB_INLINE bool has_pair(int64_t idx) { return idx >= 0; }
+
+// d(sqrt(s))/d(a) = (a - b) / d: the weight g / d of the difference vector, 0 where d = 0 (the
+// subgradient torch.cdist uses) or where the pair does not exist, so repeated embeddings never
+// give NaN or inf gradients.
+template <typename acc_t>
+BDB_INLINE acc_t distance_grad_weight(acc_t grad, acc_t d, bool pair_exists) {
+  if (!pair_exists || !(d > acc_t(0)) || grad == acc_t(0)) return acc_t(0);
+  return grad / d;
+}
+
+// sum((a - b)^2) over D elements in a fixed order with 16 independent partial sums: the direct form
+// the outputs are computed in (no |a|^2 + |b|^2 - 2ab cancellation), with an error bound of about
+// (D / 16 + 4) ulps instead of D ulps for one running sum. Used by the CPU kernels.
+template <typename scalar_t, typename acc_t>
+BDB_INLINE acc_t squared_distance_direct(const scalar_t* a, const scalar_t* b, int64_t D) {
+  constexpr int kParts = 16;
+  acc_t part[kParts];
+  for (int k = 0; k < kParts; ++k) part[k] = acc_t(0);
+  int64_t d = 0;
+  for (; d + kParts <= D; d += kParts) {
+    for (int k = 0; k < kParts; ++k) {
+      const acc_t diff = static_cast<acc_t>(a[d + k]) - static_cast<acc_t>(b[d + k]);
+      part[k] += diff * diff;
+    }
+  }
+  for (int k = 0; d < D; ++d, ++k) {
+    const acc_t diff = static_cast<acc_t>(a[d]) - static_cast<acc_t>(b[d]);
+    part[k] += diff * diff;
+  }
+  for (int width = kParts / 2; width > 0; width /= 2) {
+    for (int k = 0; k < width; ++k) part[k] += part[k + width];
+  }
+  return part[0];
+}
+
+// A bound on |s_gemm - s| for s_gemm = |a|^2 + |b|^2 - 2 a.b computed in a precision with unit
+// roundoff `u` (any summation order, FMA or not): each of the three reductions errs by at most
+// gamma_D times its sum of |terms|, and |a.b| <= (|a|^2 + |b|^2) / 2; the last three operations add a
+// few u more. `tiny` covers products that underflow. Used to decide which candidates of a GEMM
+// tile must be re-measured in the direct form before a winner is chosen.
+template <typename acc_t>
+BDB_INLINE acc_t gemm_form_error_bound(acc_t norm_a, acc_t norm_b, int64_t D, acc_t u, acc_t tiny) {
+  const acc_t k = static_cast<acc_t>(2 * D + 16) * u;
+  return k * (norm_a + norm_b) + static_cast<acc_t>(4 * D + 16) * tiny;
+}
+
+}  // namespace bdb

@@ -1,0 +1,84 @@
+// Argument checks shared by the CPU and CUDA host code of pairwise_distance and batch_hard_mine, so
+// both backends reject the same inputs with the same messages.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace bdb {
+
+inline void check_embedding_dtype(const at::Tensor& x, const char* name, const char* op) {
+  const auto dt = x.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16, op, ": ", name,
+              " must be float32, float64, float16 or bfloat16, got ", dt);
+}
+
+inline void check_embeddings(const at::Tensor& x, const char* name, const char* op) {
+  TORCH_CHECK(x.dim() == 2, op, ": ", name, " must be a 2-D tensor (N, D) of embeddings, got ", x.dim(),
+              "-D with shape ", x.sizes());
+  check_embedding_dtype(x, name, op);
+}
+
+inline void check_pairwise_args(const at::Tensor& x, const at::Tensor& y, const char* op) {
+  check_embeddings(x, "x", op);
+  check_embeddings(y, "y", op);
+  TORCH_CHECK(x.scalar_type() == y.scalar_type(), op, ": x and y must have the same dtype, got ",
+              x.scalar_type(), " and ", y.scalar_type());
+  TORCH_CHECK(x.device() == y.device(), op, ": x and y must be on the same device, got ", x.device(), " and ",
+              y.device());
+  TORCH_CHECK(x.size(1) == y.size(1), op, ": x and y must have the same embedding size D, got x ", x.sizes(),
+              " and y ", y.sizes());
+}
+
+inline void check_pairwise_backward_args(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& y,
+                                         const at::Tensor& dist, const char* op) {
+  check_pairwise_args(x, y, op);
+  TORCH_CHECK(grad.dim() == 2 && grad.size(0) == x.size(0) && grad.size(1) == y.size(0), op,
+              ": grad must have shape (N, M) = (", x.size(0), ", ", y.size(0), "), got ", grad.sizes());
+  TORCH_CHECK(dist.sizes() == grad.sizes(), op, ": dist must have the shape of grad ", grad.sizes(), ", got ",
+              dist.sizes());
+  TORCH_CHECK(grad.device() == x.device() && dist.device() == x.device(), op,
+              ": grad and dist must be on x's device (", x.device(), ")");
+}
+
+// labels: int64 (N,) on x's device. Any int64 values are allowed (they are only compared).
+inline void check_labels(const at::Tensor& labels, const at::Tensor& x, const char* op) {
+  TORCH_CHECK(labels.scalar_type() == at::kLong, op, ": labels must be an int64 tensor, got dtype ",
+              labels.scalar_type());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x.size(0), op, ": labels must have shape (N,) = (",
+              x.size(0), ",) to match x ", x.sizes(), ", got shape ", labels.sizes());
+  TORCH_CHECK(labels.device() == x.device(), op, ": labels must be on x's device (", x.device(), "), got ",
+              labels.device());
+}
+
+inline void check_mine_args(const at::Tensor& x, const at::Tensor& labels, const char* op) {
+  check_embeddings(x, "x", op);
+  check_labels(labels, x, op);
+}
+
+inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor& grad_an, const at::Tensor& x,
+                                     const at::Tensor& idx_p, const at::Tensor& idx_n, const at::Tensor& d_ap,
+                                     const at::Tensor& d_an, const char* op) {
+  check_embeddings(x, "x", op);
+  const int64_t N = x.size(0);
+  auto vec = [&](const at::Tensor& t, const char* name, bool is_index) {
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == N, op, ": ", name, " must have shape (N,) = (", N, ",), got ",
+                t.sizes());
+    TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device (", x.device(), "), got ",
+                t.device());
+    if (is_index) {
+      TORCH_CHECK(t.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ", t.scalar_type());
+    } else {
+      TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have x's dtype ", x.scalar_type(),
+                  ", got ", t.scalar_type());
+    }
+  };
+  vec(grad_ap, "grad_ap", false);
+  vec(grad_an, "grad_an", false);
+  vec(idx_p, "idx_p", true);
+  vec(idx_n, "idx_n", true);
+  vec(d_ap, "d_ap", false);
+  vec(d_an, "d_an", false);
+}
+
+}  // namespace bdb
