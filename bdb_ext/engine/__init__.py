@@ -1,0 +1,23 @@
+"""Training engine: the config, the trainer, checkpoints, schedules, RNG and logging helpers.
+
+Data flows one way: data -> model -> losses -> engine; nothing below the engine imports it.
+"""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, config_from_dict, parse_field_value
+from .distributed import get_rank, get_world_size, is_main_process, rank_zero_only
+from .evaluator import evaluate
+from .metrics_log import MetricsLogger
+from .model_io import build_model, model_from_checkpoint, resolve_device
+from .rng import capture_rng_state, restore_rng_state, seed_everything, set_deterministic
+from .schedule import CosineSchedule, StaircaseSchedule, build_scheduler
+from .trainer import CHECKPOINT_FORMAT, Trainer
+
+__all__ = [
+    "TrainConfig", "config_from_dict", "parse_field_value",
+    "Trainer", "CHECKPOINT_FORMAT", "evaluate",
+    "save_checkpoint", "load_checkpoint", "build_model", "model_from_checkpoint", "resolve_device",
+    "StaircaseSchedule", "CosineSchedule", "build_scheduler",
+    "seed_everything", "set_deterministic", "capture_rng_state", "restore_rng_state",
+    "MetricsLogger", "get_rank", "get_world_size", "is_main_process", "rank_zero_only",
+]

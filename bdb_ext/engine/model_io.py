@@ -1,0 +1,47 @@
+"""Building BDBNet from a config, and rebuilding it from a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..models import BDBNet
+from .checkpoint import load_checkpoint
+from .config import TrainConfig, config_from_dict
+
+__all__ = ["build_model", "model_from_checkpoint", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when present, else CPU; anything else as torch.device, checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+def build_model(config: TrainConfig, num_classes: int, pretrained: bool | None = None) -> BDBNet:
+    """BDBNet as ``config`` describes it; ``pretrained`` overrides config.pretrained (False when weights
+    will be loaded from a checkpoint anyway)."""
+    use_pretrained = config.pretrained if pretrained is None else pretrained
+    weights: bool | str = config.pretrained_path if (use_pretrained and config.pretrained_path) else use_pretrained
+    return BDBNet(num_classes, config.backbone, pretrained=weights, h_ratio=config.h_ratio, w_ratio=config.w_ratio,
+                  fused=config.fused, global_dim=config.global_dim, bdb_dim=config.bdb_dim)
+
+
+def model_from_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
+                          ) -> tuple[BDBNet, TrainConfig, dict]:
+    """(model with the checkpoint's weights, its config, the raw checkpoint) from a trainer checkpoint
+    (``last.pt`` or ``best.pt``)."""
+    state = load_checkpoint(Path(path), map_location="cpu")
+    missing = [key for key in ("config", "num_classes", "model") if key not in state]
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a bdb_ext training checkpoint (missing {missing})")
+    config = config_from_dict(state["config"])
+    model = build_model(config, int(state["num_classes"]), pretrained=False)
+    model.load_state_dict(state["model"])
+    return model.to(device), config, state
