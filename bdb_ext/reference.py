@@ -141,13 +141,13 @@ def batch_hard_mine(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     :func:`pairwise_distance`). Differentiable in x (through the chosen distances).
     """
     n = x.size(0)
-    dist = pairwise_distance(x, x)
+    dist = pairwise_distance(x.detach(), x.detach())
     same = labels.view(n, 1) == labels.view(1, n)
     eye = torch.eye(n, dtype=torch.bool, device=x.device)
     is_pos = same & ~eye
     is_neg = ~same
-    pos_vals = dist.detach().masked_fill(~is_pos, float("-inf"))
-    neg_vals = dist.detach().masked_fill(~is_neg, float("inf"))
+    pos_vals = dist.masked_fill(~is_pos, float("-inf"))
+    neg_vals = dist.masked_fill(~is_neg, float("inf"))
     arange = torch.arange(n, device=x.device)
     if n == 0:
         empty = x.new_empty((0,))
@@ -157,9 +157,18 @@ def batch_hard_mine(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     has_n = is_neg.any(1)
     idx_p = torch.where(has_p, _first_index(pos_vals, pos_vals.max(1).values), arange)
     idx_n = torch.where(has_n, _first_index(neg_vals, neg_vals.min(1).values), torch.full_like(arange, -1))
-    d_ap = torch.where(has_p, dist[arange, idx_p], torch.zeros((), dtype=x.dtype, device=x.device))
-    d_an = torch.where(has_n, dist[arange, idx_n.clamp(min=0)], torch.full((), float("inf"), dtype=x.dtype, device=x.device))
+    d_ap = torch.where(has_p, _pair_distance(x, idx_p), torch.zeros((), dtype=x.dtype, device=x.device))
+    d_an = torch.where(
+        has_n, _pair_distance(x, idx_n.clamp(min=0)), torch.full((), float("inf"), dtype=x.dtype, device=x.device)
+    )
     return d_ap, d_an, idx_p, idx_n
+
+
+def _pair_distance(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    # |x_i - x_idx[i]| with gradient 0 (not NaN) at distance 0, as torch.cdist.
+    s = (x - x[idx]).pow(2).sum(-1)
+    positive = s > 0
+    return torch.where(positive, s.clamp(min=torch.finfo(s.dtype).tiny).sqrt(), torch.zeros_like(s))
 
 
 def batch_hard_triplet_loss(
