@@ -1,7 +1,7 @@
 // Self-test of the CUDA emulation harness (csrc/emulation/cuda_emulation.h): barriers, warp
-// shuffles and votes, atomics, early-returning threads, error reports, launch speed, and the
-// planted-bug kernel. A plain C++ program with no torch, so it also runs under ThreadSanitizer and
-// AddressSanitizer (scripts/sanitize_emulated.sh).
+// shuffles and votes, atomics, early-returning threads, error reports and launch speed. A plain C++
+// program with no torch, so it also runs under ThreadSanitizer and AddressSanitizer
+// (scripts/sanitize_emulated.sh).
 //
 //   harness_selftest --list        the case names
 //   harness_selftest all           every case
@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "../../csrc/emulation/cuda_emulation.h"
-#include "planted_kernels.cuh"
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define SELFTEST_SANITIZED 1
@@ -113,30 +112,6 @@ void case_indices() {
 }
 
 // ----------------------------------------------------------------------------------------------
-void case_block_sum() {
-  // Also the planted-bug case: with -DBDB_PLANT_BUG_* this must fail (or trip a sanitizer).
-  const int n = 1000;
-  const int blocks = (n + planted::kBlockSumThreads - 1) / planted::kBlockSumThreads;
-#if defined(__SANITIZE_ADDRESS__)
-  std::vector<float> in(n);  // exactly n: reading in[n] is a heap-buffer-overflow
-#else
-  std::vector<float> in(n + 1);
-  in[n] = 1.0e6f;  // a sentinel one past the end: reading it makes the sum wrong
-#endif
-  for (int i = 0; i < n; ++i) in[i] = static_cast<float>((i * 7) % 13) - 6.0f;
-  std::vector<float> out(blocks, -1.0f);
-  for (int repeat = 0; repeat < 3; ++repeat) {
-    run(planted::block_sum_kernel, dim3(blocks), dim3(planted::kBlockSumThreads), in.data(), out.data(), n);
-    for (int b = 0; b < blocks; ++b) {
-      float want = 0.0f;
-      for (int i = b * planted::kBlockSumThreads; i < std::min(n, (b + 1) * planted::kBlockSumThreads); ++i) {
-        want += in[i];
-      }
-      EXPECT(out[b] == want, "block_sum mismatch: block %d: got %g, want %g", b, out[b], want);
-    }
-  }
-}
-
 // Threads return at different points; the rest keep synchronising without deadlock.
 __global__ void early_return_kernel(int* out, int rounds) {
   __shared__ int tile[256];
@@ -527,7 +502,6 @@ const std::map<std::string, std::function<void()>>& cases() {
   static const std::map<std::string, std::function<void()>> all = {
       {"launch_speed", case_launch_speed},
       {"indices", case_indices},
-      {"block_sum", case_block_sum},
       {"syncthreads_early_return", case_syncthreads_early_return},
       {"syncthreads_count_and_or", case_syncthreads_count_and_or},
       {"shuffles", case_shuffles},

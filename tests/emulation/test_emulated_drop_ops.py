@@ -1,0 +1,176 @@
+"""The CUDA drop kernels (csrc/cuda/drop_cuda.cu + drop_kernels.cuh, unmodified) run by the emulator,
+against bdb_ext.reference and the CPU op, on shapes chosen to hit every boundary of the CUDA code:
+partial blocks, several blocks, partial lane groups and idle lanes in the plane-pooling shuffles,
+threads that return early in channel pooling, every vector width and its scalar tail fallback,
+misaligned pointers, both layouts, empty and full rectangles, ties and all-negative maps.
+
+The op-level suite (tests/conftest.py's ``backend`` fixture) runs the general op tests on this
+backend too; these tests pin the CUDA-specific boundaries.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import bdb_ext
+from bdb_ext import reference
+
+NCHW = torch.contiguous_format
+NHWC = torch.channels_last
+
+
+def _input(shape, dtype, fmt=NCHW, offset=0, values="random", seed=0):
+    """A tensor of ``shape`` in memory format ``fmt``; ``offset`` > 0 starts it that many elements
+    into a larger buffer (so the data pointer is aligned to the element size only)."""
+    g = torch.Generator().manual_seed(seed)
+    numel = 1
+    for s in shape:
+        numel *= s
+    if values == "ties":
+        flat = torch.randint(-2, 3, (numel + offset,), generator=g).to(dtype) * 0.5
+    elif values == "negative":
+        flat = -(torch.rand(numel + offset, generator=g, dtype=torch.float64) + 0.25).to(dtype)
+    else:
+        flat = torch.randn(numel + offset, generator=g, dtype=torch.float64).to(dtype)
+    x = flat[offset:]
+    if fmt == NHWC:
+        n, c, h, w = shape
+        return x.view(n, h, w, c).permute(0, 3, 1, 2)
+    return x.view(shape)
+
+
+# (shape, rect, format, dtype, offset): the vector width the host code picks is noted for each.
+DROP_CASES = [
+    ((2, 3, 5, 7), [1, 2, 3, 4], NCHW, torch.float32, 0),  # W odd: scalar, one partial block
+    ((2, 37, 5, 7), [0, 0, 5, 3], NCHW, torch.float32, 0),  # 2590 elements: 11 blocks, last partial
+    ((3, 5, 6, 8), [2, 1, 2, 6], NCHW, torch.float32, 0),  # W % 4 == 0: float4
+    ((3, 5, 6, 8), [2, 1, 2, 6], NCHW, torch.float32, 1),  # misaligned by 4 bytes: scalar
+    ((3, 5, 6, 8), [2, 1, 2, 6], NCHW, torch.float32, 2),  # aligned to 8 bytes: float2
+    ((2, 8, 3, 4), [1, 1, 1, 2], NHWC, torch.float32, 0),  # channels_last, C % 4 == 0
+    ((2, 5, 3, 4), [0, 1, 3, 2], NHWC, torch.float32, 0),  # channels_last, C odd
+    ((2, 4, 3, 16), [0, 3, 2, 9], NCHW, torch.float16, 0),  # half x 8
+    ((2, 4, 3, 12), [1, 0, 1, 12], NCHW, torch.float16, 0),  # W % 8 == 4: half x 4
+    ((2, 16, 3, 2), [1, 0, 2, 1], NHWC, torch.bfloat16, 0),  # bf16 x 8 over channels
+    ((2, 3, 4, 6), [0, 0, 4, 6], NCHW, torch.float64, 0),  # double x 2, full rectangle
+    ((2, 3, 4, 6), [2, 2, 0, 3], NCHW, torch.float64, 0),  # empty rectangle
+]
+
+
+def _id(case):
+    shape, rect, fmt, dtype, offset = case
+    layout = "nhwc" if fmt == NHWC else "nchw"
+    return f"{'x'.join(map(str, shape))}-{layout}-{str(dtype)[6:]}-off{offset}-r{'_'.join(map(str, rect))}"
+
+
+@pytest.mark.parametrize("case", DROP_CASES, ids=_id)
+def test_batch_drop_block_matches_reference(emulated_ops, case):
+    shape, rect, fmt, dtype, offset = case
+    x = _input(shape, dtype, fmt, offset)
+    y = emulated_ops.batch_drop_block(x, rect)
+    assert torch.equal(y, reference.batch_drop_block(x, rect))
+    assert y.is_contiguous(memory_format=fmt)
+
+
+def test_batch_drop_block_non_dense_input_is_copied(emulated_ops):
+    x = _input((3, 4, 6, 5), torch.float32).transpose(2, 3)  # neither NCHW nor channels_last
+    assert torch.equal(emulated_ops.batch_drop_block(x, [1, 1, 2, 3]), reference.batch_drop_block(x, [1, 1, 2, 3]))
+
+
+def test_batch_drop_block_backward_is_the_same_mask(emulated_ops):
+    x = _input((2, 3, 5, 8), torch.float64).requires_grad_()
+    rect = torch.tensor([1, 2, 3, 4])
+    g = _input((2, 3, 5, 8), torch.float64, seed=1)
+    (dx,) = torch.autograd.grad(emulated_ops.batch_drop_block(x, rect), x, g)
+    (dx_ref,) = torch.autograd.grad(reference.batch_drop_block(x, rect), x, g)
+    assert torch.equal(dx, dx_ref)
+
+
+# drop_pool: plane pooling (NCHW) picks lane groups of 1..32 from H*W / VEC; channel pooling
+# (channels_last) runs one thread per channel vector with the block rounded to >= 32 threads.
+POOL_CASES = [
+    ((2, 3, 5, 7), [1, 2, 3, 4], NCHW, torch.float32, "random"),  # 35 scalars: group 32, lanes stride twice
+    ((3, 37, 1, 3), [0, 1, 1, 1], NCHW, torch.float32, "random"),  # 3 scalars: group 4, one lane idle
+    ((1, 130, 1, 1), [0, 0, 0, 0], NCHW, torch.float32, "random"),  # 1x1 maps: group 1; 130 planes
+    ((2, 20, 2, 8), [0, 2, 2, 3], NCHW, torch.float32, "ties"),  # float4: 4 vectors, group 4; 40 planes
+    ((2, 5, 4, 8), [1, 0, 2, 8], NCHW, torch.float16, "ties"),  # half x 8: 4 vectors per plane
+    ((2, 3, 3, 4), [0, 0, 2, 2], NCHW, torch.float32, "negative"),  # max from a dropped zero: argmax -1
+    ((2, 3, 3, 4), [0, 0, 3, 4], NCHW, torch.float64, "random"),  # everything dropped
+    ((2, 8, 3, 4), [1, 1, 1, 2], NHWC, torch.float32, "ties"),  # 2 channel vectors: 30 of 32 threads return
+    ((2, 300, 2, 3), [0, 1, 2, 1], NHWC, torch.float32, "random"),  # 75 float4 vectors over 128 threads
+    ((2, 7, 3, 3), [1, 1, 1, 1], NHWC, torch.float64, "negative"),  # C odd: scalar channels
+    ((2, 16, 2, 2), [0, 0, 1, 1], NHWC, torch.bfloat16, "ties"),  # bf16 x 8 channels
+]
+
+
+def _pool_id(case):
+    shape, rect, fmt, dtype, values = case
+    layout = "nhwc" if fmt == NHWC else "nchw"
+    return f"{'x'.join(map(str, shape))}-{layout}-{str(dtype)[6:]}-{values}"
+
+
+def _tol(dtype):
+    return {"rtol": 1e-2, "atol": 1e-2} if dtype in (torch.float16, torch.bfloat16) else {"rtol": 1e-6, "atol": 1e-6}
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=_pool_id)
+def test_drop_pool_matches_reference_and_cpu(emulated_ops, case, mode):
+    shape, rect, fmt, dtype, values = case
+    x = _input(shape, dtype, fmt, values=values)
+    out, argmax = emulated_ops.drop_pool(x, rect, mode)
+    want = reference.drop_pool(x.float(), rect, mode)
+    torch.testing.assert_close(out.float(), want, **_tol(dtype))
+    cpu_out, cpu_argmax = bdb_ext.ops.drop_pool(x, rect, mode)
+    if mode == "max":
+        # Same winner as the CPU kernel, ties included: the first kept position with the max.
+        assert torch.equal(out, cpu_out)
+        assert torch.equal(argmax, cpu_argmax)
+    else:
+        assert argmax.numel() == 0
+        torch.testing.assert_close(out, cpu_out, **_tol(dtype))
+
+
+def test_drop_pool_max_picks_the_first_kept_maximum(emulated_ops):
+    x = torch.zeros(1, 2, 3, 4)
+    x[0, 0] = torch.tensor([[1.0, 5.0, 5.0, 0.0], [5.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]])
+    x[0, 1] = -1.0
+    out, argmax = emulated_ops.drop_pool(x, [0, 1, 1, 1], "max")  # drops (0, 1)
+    assert out.tolist() == [[5.0, 0.0]]
+    assert argmax.tolist() == [[2, -1]]  # (0, 2) is the first kept 5; channel 1's max is a dropped 0
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("fmt", [NCHW, NHWC], ids=["nchw", "nhwc"])
+def test_drop_pool_backward_matches_reference(emulated_ops, mode, fmt):
+    x = _input((2, 8, 3, 5), torch.float64, fmt, seed=3).requires_grad_()  # distinct values: no ties
+    rect = [1, 1, 2, 3]
+    g = _input((2, 8), torch.float64, seed=4)
+    out, _ = emulated_ops.drop_pool(x, rect, mode)
+    (dx,) = torch.autograd.grad(out, x, g)
+    (dx_ref,) = torch.autograd.grad(reference.drop_pool(x, rect, mode), x, g)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    assert dx.is_contiguous(memory_format=fmt)
+
+
+def test_empty_batch(emulated_ops):
+    x = torch.randn(0, 3, 4, 5)
+    assert emulated_ops.batch_drop_block(x, [0, 0, 1, 1]).shape == x.shape
+    out, argmax = emulated_ops.drop_pool(x, [0, 0, 1, 1], "max")
+    assert out.shape == (0, 3) and argmax.shape == (0, 3)
+
+
+def test_argument_errors_match_the_cpu_op(emulated_ops):
+    for bad_x, rect in [
+        (torch.zeros(2, 3, 4, 5, dtype=torch.int32), [0, 0, 1, 1]),
+        (torch.zeros(2, 3, 4), [0, 0, 1, 1]),
+        (torch.zeros(2, 3, 4, 5), [0, 0, 5, 1]),
+        (torch.zeros(2, 3, 4, 5), torch.tensor([0, 0, 1, 1], dtype=torch.int32)),
+    ]:
+        with pytest.raises(RuntimeError) as cpu_error:
+            bdb_ext.ops.batch_drop_block(bad_x, rect)
+        with pytest.raises(RuntimeError) as emu_error:
+            emulated_ops.batch_drop_block(bad_x, rect)
+        assert str(emu_error.value).split("\n")[0].replace("bdb_ext_emu", "bdb_ext") == str(cpu_error.value).split(
+            "\n"
+        )[0]
