@@ -150,7 +150,7 @@ def batch_hard_mine(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     neg_vals = dist.masked_fill(~is_neg, float("inf"))
     arange = torch.arange(n, device=x.device)
     if n == 0:
-        empty = x.new_empty((0,))
+        empty = x.sum(-1)  # (0,), still attached to x's graph
         idx = torch.empty((0,), dtype=torch.int64, device=x.device)
         return empty, empty.clone(), idx, idx.clone()
     has_p = is_pos.any(1)
