@@ -24,6 +24,28 @@ int64_t grain_for(int64_t elements_per_item) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, elements_per_item));
 }
 
+// Calls fn(begin, end) for each maximal run of kept positions of one NCHW plane, in order, as offsets
+// into the plane. A full-width rectangle is one dropped run, so a plane is at most three runs.
+template <typename Fn>
+void for_each_kept_run(const MapLayout& m, const DropRect& r, Fn&& fn) {
+  const int64_t hw = m.H * m.W;
+  if (r.empty()) {
+    fn(int64_t(0), hw);
+    return;
+  }
+  int64_t pos = 0;
+  auto dropped_run = [&](int64_t begin, int64_t end) {
+    if (begin > pos) fn(pos, begin);
+    pos = end;
+  };
+  if (r.width == m.W) {
+    dropped_run(r.top * m.W, (r.top + r.height) * m.W);
+  } else {
+    for (int64_t h = r.top; h < r.top + r.height; ++h) dropped_run(h * m.W + r.left, h * m.W + r.left + r.width);
+  }
+  if (hw > pos) fn(pos, hw);
+}
+
 template <typename scalar_t>
 void drop_block_cpu_impl(const scalar_t* x, scalar_t* y, const MapLayout& m, const DropRect& r) {
   const scalar_t zero(0);
@@ -31,17 +53,16 @@ void drop_block_cpu_impl(const scalar_t* x, scalar_t* y, const MapLayout& m, con
     const int64_t hw = m.H * m.W;
     at::parallel_for(0, m.N * m.C, grain_for(hw), [&](int64_t begin, int64_t end) {
       for (int64_t plane = begin; plane < end; ++plane) {
-        for (int64_t h = 0; h < m.H; ++h) {
-          const scalar_t* src = x + plane * hw + h * m.W;
-          scalar_t* dst = y + plane * hw + h * m.W;
-          if (!r.row_dropped(h)) {
-            std::copy(src, src + m.W, dst);
-          } else {
-            std::copy(src, src + r.left, dst);
-            std::fill(dst + r.left, dst + r.left + r.width, zero);
-            std::copy(src + r.left + r.width, src + m.W, dst + r.left + r.width);
-          }
-        }
+        const scalar_t* src = x + plane * hw;
+        scalar_t* dst = y + plane * hw;
+        // Zero the plane's dropped runs in between copying its kept runs.
+        int64_t done = 0;
+        for_each_kept_run(m, r, [&](int64_t run_begin, int64_t run_end) {
+          std::fill(dst + done, dst + run_begin, zero);
+          std::copy(src + run_begin, src + run_end, dst + run_begin);
+          done = run_end;
+        });
+        std::fill(dst + done, dst + hw, zero);
       }
     });
   } else {
@@ -87,44 +108,72 @@ at::Tensor batch_drop_block_backward_cpu(const at::Tensor& grad_y, const at::Ten
   return drop_block_cpu(grad_y, rect, "bdb_ext::_batch_drop_block_backward");
 }
 
-// Max over one NCHW plane's kept positions. Two passes over a plane that sits in L1: a branch-free
-// max (vectorisable; `v > best ? v : best` is exactly maxps) and a NaN flag, then the first
-// position holding the winner, which fixes the tie rule (smallest index) without a compare per
-// element in the hot loop.
+// Max over one NCHW plane's kept positions, in two passes over a plane that sits in L1:
+// 1. the max over 8 independent lanes (no loop-carried dependency; `v > m ? v : m` is exactly
+//    maxps, so it vectorises), with a NaN probe (v - v is NaN only for NaN or inf) since NaN never
+//    wins a `>` compare;
+// 2. the first kept position holding the winner (the first NaN when there is one), which fixes
+//    the tie rule (smallest index) without a compare-and-select of indices in the hot loop.
 template <typename scalar_t, typename acc_t>
 void max_plane(const scalar_t* p, const MapLayout& m, const DropRect& r, acc_t& best_out, int64_t& idx_out) {
-  acc_t best = -std::numeric_limits<acc_t>::infinity();
-  bool has_nan = false;
+  constexpr acc_t kLowest = -std::numeric_limits<acc_t>::infinity();
+  acc_t lane_max[8];
+  acc_t probe[8];
+  for (int k = 0; k < 8; ++k) {
+    lane_max[k] = kLowest;
+    probe[k] = acc_t(0);
+  }
   bool any_kept = false;
-  auto scan = [&](int64_t h, int64_t w0, int64_t w1) {
-    const scalar_t* row = p + h * m.W;
-    for (int64_t w = w0; w < w1; ++w) {
-      const acc_t v = static_cast<acc_t>(row[w]);
-      best = v > best ? v : best;
-      has_nan |= (v != v);
+  for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
+    any_kept = true;
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      for (int k = 0; k < 8; ++k) {
+        const acc_t v = static_cast<acc_t>(p[i + k]);
+        lane_max[k] = v > lane_max[k] ? v : lane_max[k];
+        probe[k] += v - v;
+      }
     }
-    any_kept |= (w1 > w0);
-  };
-  for (int64_t h = 0; h < m.H; ++h) {
-    if (!r.row_dropped(h)) {
-      scan(h, 0, m.W);
-    } else {
-      scan(h, 0, r.left);
-      scan(h, r.left + r.width, m.W);
+    for (; i < end; ++i) {
+      const acc_t v = static_cast<acc_t>(p[i]);
+      lane_max[0] = v > lane_max[0] ? v : lane_max[0];
+      probe[0] += v - v;
     }
+  });
+  acc_t best = kLowest;
+  bool maybe_nan = false;
+  for (int k = 0; k < 8; ++k) {
+    best = lane_max[k] > best ? lane_max[k] : best;
+    maybe_nan |= probe[k] != probe[k];
   }
   int64_t idx = -1;
   if (any_kept) {
-    for (int64_t h = 0; h < m.H && idx < 0; ++h) {
-      for (int64_t w = 0; w < m.W; ++w) {
-        if (r.dropped(h, w)) continue;
-        const acc_t v = static_cast<acc_t>(p[h * m.W + w]);
-        if (has_nan ? (v != v) : (v == best)) {
-          idx = h * m.W + w;
-          best = v;
-          break;
+    bool found = false;
+    // A probe hit may be an inf, not a NaN: look for a NaN first, and fall back to the max.
+    for (int pass = maybe_nan ? 0 : 1; pass < 2 && !found; ++pass) {
+      auto matches = [&](acc_t v) { return pass == 0 ? (v != v) : (v == best); };
+      for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
+        int64_t i = begin;
+        // Whole chunks of 8 are tested without branching; only the chunk that hits is scanned.
+        for (; i + 8 <= end && !found; i += 8) {
+          bool hit = false;
+          for (int k = 0; k < 8; ++k) hit |= matches(static_cast<acc_t>(p[i + k]));
+          if (!hit) continue;
+          for (int k = 0; k < 8 && !found; ++k) {
+            if (matches(static_cast<acc_t>(p[i + k]))) {
+              found = true;
+              idx = i + k;
+            }
+          }
         }
-      }
+        for (; i < end && !found; ++i) {
+          if (matches(static_cast<acc_t>(p[i]))) {
+            found = true;
+            idx = i;
+          }
+        }
+      });
+      if (found) best = static_cast<acc_t>(p[idx]);
     }
   }
   settle_against_dropped_zero(!r.empty(), best, idx);
@@ -137,22 +186,13 @@ void max_plane(const scalar_t* p, const MapLayout& m, const DropRect& r, acc_t& 
 template <typename scalar_t, typename acc_t>
 acc_t sum_plane(const scalar_t* p, const MapLayout& m, const DropRect& r) {
   acc_t part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  auto add = [&](const scalar_t* row, int64_t w0, int64_t w1) {
-    int64_t w = w0;
-    for (; w + 8 <= w1; w += 8) {
-      for (int k = 0; k < 8; ++k) part[k] += static_cast<acc_t>(row[w + k]);
+  for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8) {
+      for (int k = 0; k < 8; ++k) part[k] += static_cast<acc_t>(p[i + k]);
     }
-    for (; w < w1; ++w) part[0] += static_cast<acc_t>(row[w]);
-  };
-  for (int64_t h = 0; h < m.H; ++h) {
-    const scalar_t* row = p + h * m.W;
-    if (!r.row_dropped(h)) {
-      add(row, 0, m.W);
-    } else {
-      add(row, 0, r.left);
-      add(row, r.left + r.width, m.W);
-    }
-  }
+    for (; i < end; ++i) part[0] += static_cast<acc_t>(p[i]);
+  });
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
