@@ -10,8 +10,6 @@ few hundred non-zeros per row, are held sparse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -20,35 +18,60 @@ from .distances import pairwise_distances
 
 __all__ = ["re_ranking", "re_ranking_features"]
 
-_RowFn = Callable[[int, int], torch.Tensor]  # joint row block [a, b) -> (b - a, N) normalised squared distances
+class _MatrixSource:
+    """Squared distances read from the three input matrices.
 
+    The published code uses *columns* of the joint matrix [[q_q, q_g], [q_g^T, g_g]] as rows; reading columns keeps
+    that exact for inputs that are not perfectly symmetric (q_q and g_g built with matrix products usually are not).
+    """
 
-def _normalise(d2: torch.Tensor) -> torch.Tensor:
-    # Row-wise division by the maximum, as the published code does (it divides columns, then transposes).
-    return d2.float().div_(d2.amax(dim=1, keepdim=True).float().clamp_(min=torch.finfo(torch.float32).tiny))
+    def __init__(self, q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor, device: torch.device) -> None:
+        self.q_g, self.q_q, self.g_g, self.device = q_g, q_q, g_g, device
+        self.num_q = q_q.shape[0]
 
-
-def _matrix_rows(q_g: torch.Tensor, q_q: torch.Tensor, g_g: torch.Tensor, device: torch.device) -> _RowFn:
-    num_q = q_q.shape[0]
-
-    def rows(a: int, b: int) -> torch.Tensor:
-        # The published code uses columns of the joint matrix; reading columns keeps that exact for inputs that are
-        # not perfectly symmetric (q_q and g_g built with matrix products usually are not, by rounding).
-        if b <= num_q:
-            block = torch.cat([q_q[:, a:b], q_g[a:b].T], dim=0)
+    def squared_rows(self, a: int, b: int) -> torch.Tensor:
+        q = self.num_q
+        if b <= q:
+            block = torch.cat([self.q_q[:, a:b], self.q_g[a:b].T], dim=0)
         else:
-            block = torch.cat([q_g[:, a - num_q:b - num_q], g_g[:, a - num_q:b - num_q]], dim=0)
-        block = block.to(device).T
-        return _normalise(block.square())
+            block = torch.cat([self.q_g[:, a - q:b - q], self.g_g[:, a - q:b - q]], dim=0)
+        return block.to(self.device).T.square()
 
-    return rows
+    def squared_pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """joint[j, i] ** 2 for index vectors i, j (on ``device``)."""
+        q = self.num_q
+        i, j = i.to(self.q_g.device), j.to(self.q_g.device)
+        out = torch.empty(i.shape, dtype=self.q_g.dtype, device=i.device)
+        i_query, j_query = i < q, j < q
+        mask = i_query & j_query
+        out[mask] = self.q_q[j[mask], i[mask]]
+        mask = i_query & ~j_query
+        out[mask] = self.q_g[i[mask], j[mask] - q]  # joint[j, i] = q_g^T[j - Q, i]
+        mask = ~i_query & j_query
+        out[mask] = self.q_g[j[mask], i[mask] - q]
+        mask = ~i_query & ~j_query
+        out[mask] = self.g_g[j[mask] - q, i[mask] - q]
+        return out.to(self.device).square()
 
 
-def _feature_rows(features: torch.Tensor) -> _RowFn:
-    def rows(a: int, b: int) -> torch.Tensor:
-        return _normalise(pairwise_distances(features[a:b], features, metric="sqeuclidean"))
+class _FeatureSource:
+    """Squared Euclidean distances computed from features, block by block or pair by pair."""
 
-    return rows
+    def __init__(self, features: torch.Tensor, pair_chunk: int = 16384) -> None:
+        self.features, self.pair_chunk = features, pair_chunk
+
+    def squared_rows(self, a: int, b: int) -> torch.Tensor:
+        return pairwise_distances(self.features[a:b], self.features, metric="sqeuclidean")
+
+    def squared_pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(i.shape, dtype=self.features.dtype, device=self.features.device)
+        for start in range(0, i.numel(), self.pair_chunk):
+            stop = start + self.pair_chunk
+            out[start:stop] = (self.features[i[start:stop]] - self.features[j[start:stop]]).square().sum(dim=1)
+        return out
+
+
+_TINY = torch.finfo(torch.float32).tiny
 
 
 def _blocks(start: int, stop: int, size: int):
@@ -82,37 +105,48 @@ def _k_reciprocal_expansion(rank_full: torch.Tensor, rank_half: torch.Tensor, ro
     return members, valid
 
 
-def _expand_rows(crow: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For CSR row pointers ``crow`` and a list of source rows: (owner of each entry, entry position)."""
-    counts = crow[sources + 1] - crow[sources]
-    owner = torch.repeat_interleave(torch.arange(len(sources), device=crow.device), counts)
-    offset = torch.arange(owner.numel(), device=crow.device) - (torch.cumsum(counts, 0) - counts)[owner]
-    return owner, crow[sources][owner] + offset
+def _runs(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Concatenated ranges [starts[e], starts[e] + counts[e]) for every e: the entries of a list of CSR rows."""
+    total = int(counts.sum())
+    run_begin = torch.cumsum(counts, 0) - counts
+    shift = torch.repeat_interleave(starts - run_begin, counts, output_size=total)
+    return shift.add_(torch.arange(total, device=counts.device))
 
 
-def _re_rank(rows: _RowFn, num_q: int, num_g: int, k1: int, k2: int, lambda_value: float, chunk_size: int,
+def _re_rank(source: _MatrixSource | _FeatureSource, num_q: int, num_g: int, k1: int, k2: int, lambda_value: float, chunk_size: int,
              device: torch.device, pair_budget: int) -> torch.Tensor:
     num = num_q + num_g
     boundaries = list(_blocks(0, num_q, chunk_size)) + list(_blocks(num_q, num, chunk_size))
 
     # 1. Neighbour table: only the first max(k1 + 1, k2) columns of the published full argsort are ever read.
+    #    Distances are normalised by their row maximum (the published code divides columns, then transposes).
     width = min(max(k1 + 1, k2), num)
     rank = torch.empty(num, width, dtype=torch.long, device=device)
+    row_max = torch.empty(num, dtype=torch.float32, device=device)
+    query_dist = torch.empty(num_q, num_g, dtype=torch.float32, device=device)  # kept for the final mix
     for a, b in boundaries:
-        rank[a:b] = torch.topk(rows(a, b), width, dim=1, largest=False, sorted=True).indices
+        d2 = source.squared_rows(a, b)
+        row_max[a:b] = d2.amax(dim=1).float().clamp_(min=_TINY)
+        dist = d2.float().div_(row_max[a:b].unsqueeze(1))
+        rank[a:b] = torch.topk(dist, width, dim=1, largest=False, sorted=True).indices
+        if b <= num_q:
+            query_dist[a:b] = dist[:, num_q:]
+        del d2, dist
     rank_full = rank[:, :min(k1 + 1, num)]
     rank_half = rank[:, :min(int(round(k1 / 2)) + 1, num)]
 
-    # 2. Sparse encodings V: V[i, j] = exp(-d(i, j)) / sum over the expanded k-reciprocal set of i.
+    # 2. Sparse encodings V: V[i, j] = exp(-d(i, j)) / sum over the expanded k-reciprocal set of i. Only these
+    #    few distances per row are needed, so they are read (or computed) pair by pair.
     v_rows, v_cols, v_vals = [], [], []
     for a, b in boundaries:
         index = torch.arange(a, b, device=device)
         members, valid = _k_reciprocal_expansion(rank_full, rank_half, index, num)
-        weights = torch.exp(-rows(a, b).gather(1, members.clamp(max=num - 1))) * valid
-        weights /= weights.sum(dim=1, keepdim=True)
-        v_rows.append(index.unsqueeze(1).expand_as(members)[valid])
-        v_cols.append(members[valid])
-        v_vals.append(weights[valid])
+        i, j = index.unsqueeze(1).expand_as(members)[valid], members[valid]
+        weights = torch.exp(-(source.squared_pairs(i, j).float() / row_max[i]))
+        sums = torch.zeros(b - a, dtype=torch.float32, device=device).index_add_(0, i - a, weights)
+        v_rows.append(i)
+        v_cols.append(j)
+        v_vals.append(weights / sums[i - a])
     v_rows, v_cols, v_vals = torch.cat(v_rows), torch.cat(v_cols), torch.cat(v_vals)
 
     # 3. Local query expansion: V[i] <- mean of V over the k2 nearest neighbours of i.
@@ -120,15 +154,29 @@ def _re_rank(rows: _RowFn, num_q: int, num_g: int, k1: int, k2: int, lambda_valu
         crow = torch.zeros(num + 1, dtype=torch.long, device=device)
         crow[1:] = torch.cumsum(torch.bincount(v_rows, minlength=num), 0)
         sources = rank[:, :k2].reshape(-1)
-        owner, pos = _expand_rows(crow, sources)
+        counts = crow[sources + 1] - crow[sources]
+        pos = _runs(crow[sources], counts)
+        owner = torch.repeat_interleave(torch.arange(num, device=device).repeat_interleave(k2), counts,
+                                        output_size=pos.numel())
         # Sum duplicate (row, column) entries; unique() also sorts them row-major, which step 4 relies on.
-        keys, inverse = torch.unique(torch.div(owner, k2, rounding_mode="floor") * num + v_cols[pos],
-                                     return_inverse=True)
+        keys, inverse = torch.unique(owner * num + v_cols[pos], return_inverse=True)
         v_vals = torch.zeros(keys.numel(), dtype=v_vals.dtype, device=device).index_add_(0, inverse, v_vals[pos] / k2)
         v_rows, v_cols = torch.div(keys, num, rounding_mode="floor"), keys % num
 
-    # 4. Jaccard distance between each query's encoding and each gallery encoding: 1 - sum(min) / sum(max), with
-    #    sum(max) = 2 - sum(min) since every encoding sums to 1. Joined on shared columns through an inverted index.
+    # 4. Jaccard distance between each query's encoding and each gallery encoding, mixed with the distance.
+    return _jaccard_mix(v_rows, v_cols, v_vals, query_dist, lambda_value, chunk_size, pair_budget)
+
+
+def _jaccard_mix(v_rows: torch.Tensor, v_cols: torch.Tensor, v_vals: torch.Tensor, query_dist: torch.Tensor,
+                 lambda_value: float, chunk_size: int, pair_budget: int) -> torch.Tensor:
+    """(1 - lambda) * Jaccard(V[query], V[gallery]) + lambda * query_dist, for V given as row-major sorted COO.
+
+    Jaccard = 1 - sum(min) / sum(max), with sum(max) = 2 - sum(min) since every encoding sums to 1. The sums of
+    minima run over shared columns only, joined through an inverted (column) index of the gallery encodings.
+    """
+    num_q, num_g = query_dist.shape
+    num = num_q + num_g
+    device = query_dist.device
     in_gallery = v_rows >= num_q
     g_cols = v_cols[in_gallery]
     perm = torch.argsort(g_cols, stable=True)
@@ -137,7 +185,8 @@ def _re_rank(rows: _RowFn, num_q: int, num_g: int, k1: int, k2: int, lambda_valu
     col_ptr[1:] = torch.cumsum(torch.bincount(g_cols, minlength=num), 0)
     q_end = int(torch.searchsorted(v_rows, torch.tensor([num_q], device=device)))
     q_rows, q_cols, q_vals = v_rows[:q_end], v_cols[:q_end], v_vals[:q_end]
-    pairs_per_entry = col_ptr[q_cols + 1] - col_ptr[q_cols]
+    col_start = col_ptr[q_cols]
+    pairs_per_entry = col_ptr[q_cols + 1] - col_start
     pairs_per_query = torch.zeros(num_q, dtype=torch.long, device=device).index_add_(0, q_rows, pairs_per_entry)
     entry_ptr = torch.zeros(num_q + 1, dtype=torch.long, device=device)
     entry_ptr[1:] = torch.cumsum(torch.bincount(q_rows, minlength=num_q), 0)
@@ -145,15 +194,17 @@ def _re_rank(rows: _RowFn, num_q: int, num_g: int, k1: int, k2: int, lambda_valu
     out = torch.empty(num_q, num_g, dtype=torch.float32, device=device)
     for a, b in _query_blocks(pairs_per_query.cpu().numpy(), chunk_size, pair_budget):
         e0, e1 = int(entry_ptr[a]), int(entry_ptr[b])
-        owner, pos = _expand_rows(col_ptr, q_cols[e0:e1])
-        owner += e0
-        shared = torch.minimum(q_vals[owner], g_vals[pos])
-        flat = (q_rows[owner] - a) * num_g + g_rows[pos]
+        counts = pairs_per_entry[e0:e1]
+        # Every (query entry, gallery entry of the same column) pair: repeat the query side, gather the gallery side.
+        pos = _runs(col_start[e0:e1], counts)
+        total = pos.numel()
+        shared = torch.minimum(torch.repeat_interleave(q_vals[e0:e1], counts, output_size=total), g_vals[pos])
+        flat = torch.repeat_interleave((q_rows[e0:e1] - a) * num_g, counts, output_size=total).add_(g_rows[pos])
         overlap = torch.zeros((b - a) * num_g, dtype=torch.float32, device=device)
         overlap.scatter_add_(0, flat, shared)
         overlap = overlap.view(b - a, num_g)
         jaccard = 1 - overlap / (2 - overlap)
-        out[a:b] = jaccard * (1 - lambda_value) + rows(a, b)[:, num_q:] * lambda_value
+        out[a:b] = jaccard * (1 - lambda_value) + query_dist[a:b] * lambda_value
     return out
 
 
@@ -208,7 +259,7 @@ def re_ranking(q_g_dist: torch.Tensor | np.ndarray, q_q_dist: torch.Tensor | np.
     if num_q == 0 or num_g == 0:
         raise ValueError(f"re_ranking: q_g_dist must be non-empty, got shape {(num_q, num_g)}")
     with torch.no_grad():
-        return _re_rank(_matrix_rows(q_g, q_q, g_g, device), num_q, num_g, k1, k2, lambda_value, chunk_size,
+        return _re_rank(_MatrixSource(q_g, q_q, g_g, device), num_q, num_g, k1, k2, lambda_value, chunk_size,
                         device, pair_budget)
 
 
@@ -226,5 +277,5 @@ def re_ranking_features(query: torch.Tensor | np.ndarray, gallery: torch.Tensor 
                          f"{gallery.shape[1]}")
     features = torch.cat([query, gallery.to(query.dtype)]).to(device)
     with torch.no_grad():
-        return _re_rank(_feature_rows(features), query.shape[0], gallery.shape[0], k1, k2, lambda_value,
+        return _re_rank(_FeatureSource(features), query.shape[0], gallery.shape[0], k1, k2, lambda_value,
                         chunk_size, device, pair_budget)
