@@ -16,15 +16,16 @@ A benchmark measures and reports; it asserts nothing about time.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import numpy as np
 import pytest
 import torch
+from bench_utils import benchmark_devices, full_size_enabled, synchronized
 
 from bdb_ext.evaluation import pairwise_distances, rank_metrics, re_ranking, re_ranking_features
-from bench_utils import benchmark_devices, full_size_enabled, synchronized
 
 MARKET = (3368, 15913, 1536)
 SMALL = (337, 1591, 1536)
@@ -51,7 +52,8 @@ def market_like_problem(num_q: int, num_g: int, dim: int, seed: int = 0):
 
 
 class PeakMemory:
-    """Peak resident memory of this process (CPU, sampled every 5 ms from /proc) or the CUDA allocator's peak."""
+    """Peak resident memory of this process (CPU, sampled every 5 ms from /proc) or the CUDA allocator's peak, and
+    the CPU time spent."""
 
     def __init__(self, device: str) -> None:
         self.device = device
@@ -69,6 +71,7 @@ class PeakMemory:
             time.sleep(0.005)
 
     def __enter__(self) -> PeakMemory:
+        self._cpu_start = time.process_time()
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -79,6 +82,9 @@ class PeakMemory:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # CPU seconds of all threads: on a shared machine, cpu_time / threads estimates the wall time it would take
+        # on idle cores.
+        self.cpu_time = time.process_time() - self._cpu_start
         if self.device == "cuda":
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated()
@@ -107,10 +113,13 @@ def problems():
     return get
 
 
-def _record(benchmark, device, size, peak, result=None, **extra) -> None:
+def _record(benchmark, device, size, memory, result=None, rounds=1, **extra) -> None:
     benchmark.extra_info.update({"device": device, "num_query": size[0], "num_gallery": size[1], "dim": size[2],
                                  "torch": torch.__version__, "threads": torch.get_num_threads(),
-                                 "peak_memory_gib": round(peak / 2**30, 3), **extra})
+                                 "peak_memory_gib": round(memory.peak / 2**30, 3),
+                                 "cpu_time_s_per_round": round(memory.cpu_time / rounds, 2),
+                                 "load_average": os.getloadavg()[0],
+                                 **extra})
     if result is not None:
         benchmark.extra_info.update({"mAP": round(result.mAP, 4), "rank1": round(float(result.cmc[0]), 4)})
 
@@ -124,7 +133,7 @@ def test_distances_and_metrics(benchmark, problems, device, size) -> None:
 
     with PeakMemory(device) as memory:
         result = benchmark.pedantic(synchronized(run, device), rounds=3, iterations=1, warmup_rounds=0)
-    _record(benchmark, device, size, memory.peak, result)
+    _record(benchmark, device, size, memory, result, rounds=3)
 
 
 @pytest.mark.parametrize(("device", "size"), list(_cases()))
@@ -134,7 +143,7 @@ def test_metrics(benchmark, problems, device, size) -> None:
     with PeakMemory(device) as memory:
         result = benchmark.pedantic(synchronized(lambda: rank_metrics(distmat, *labels), device), rounds=3,
                                     iterations=1)
-    _record(benchmark, device, size, memory.peak, result)
+    _record(benchmark, device, size, memory, result, rounds=3)
 
 
 @pytest.mark.parametrize(("device", "size"), list(_cases()))
@@ -143,7 +152,7 @@ def test_rerank_features(benchmark, problems, device, size) -> None:
     with PeakMemory(device) as memory:
         distmat = benchmark.pedantic(synchronized(lambda: re_ranking_features(qf, gf), device), rounds=1,
                                      iterations=1)
-    _record(benchmark, device, size, memory.peak, rank_metrics(distmat, *labels),
+    _record(benchmark, device, size, memory, rank_metrics(distmat, *labels),
             mAP_before=round(rank_metrics(pairwise_distances(qf, gf), *labels).mAP, 4))
 
 
@@ -155,5 +164,5 @@ def test_rerank_matrices(benchmark, problems, device, size) -> None:
     with PeakMemory(device) as memory:
         distmat = benchmark.pedantic(synchronized(lambda: re_ranking(q_g, q_q, g_g), device), rounds=1,
                                      iterations=1)
-    _record(benchmark, device, size, memory.peak, rank_metrics(distmat, *labels),
+    _record(benchmark, device, size, memory, rank_metrics(distmat, *labels),
             inputs_gib=round(sum(x.numel() * x.element_size() for x in (q_g, q_q, g_g)) / 2**30, 3))

@@ -84,7 +84,8 @@ class RandomIdentitySampler(Sampler[int]):
         used = self.num_batches * self.num_identities_per_batch
         chosen = rng.permutation(len(self._indices_per_identity))[:used]
         k = self.num_instances
-        picks = np.stack([rng.choice(self._indices_per_identity[i], size=k, replace=len(self._indices_per_identity[i]) < k)
+        groups = self._indices_per_identity
+        picks = np.stack([rng.choice(groups[i], size=k, replace=len(groups[i]) < k)
                           for i in chosen])  # (identities used, K)
         per_rank = self.num_identities_per_batch // self.world_size
         picks = picks.reshape(self.num_batches, self.world_size, per_rank * k)[:, self.rank]

@@ -37,7 +37,7 @@ def _recall(query: torch.Tensor, gallery: torch.Tensor, q_labels: torch.Tensor, 
         match = g_labels[nearest] == q_labels[start:start + chunk_size].unsqueeze(1)
         found_by = torch.cummax(match.int(), dim=1).values  # found_by[:, k - 1]: a match within the top k
         hits += found_by[:, [k - 1 for k in ks]].sum(0).cpu()
-    return {k: float(h) / query.shape[0] for k, h in zip(ks, hits.tolist())}
+    return {k: float(h) / query.shape[0] for k, h in zip(ks, hits.tolist(), strict=True)}
 
 
 def recall_at_k(embeddings: torch.Tensor | np.ndarray, labels, ks: Sequence[int] = (1, 2, 4, 8), *,

@@ -113,8 +113,8 @@ def _runs(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     return shift.add_(torch.arange(total, device=counts.device))
 
 
-def _re_rank(source: _MatrixSource | _FeatureSource, num_q: int, num_g: int, k1: int, k2: int, lambda_value: float, chunk_size: int,
-             device: torch.device, pair_budget: int) -> torch.Tensor:
+def _re_rank(source: _MatrixSource | _FeatureSource, num_q: int, num_g: int, k1: int, k2: int,
+             lambda_value: float, chunk_size: int, device: torch.device, pair_budget: int) -> torch.Tensor:
     num = num_q + num_g
     boundaries = list(_blocks(0, num_q, chunk_size)) + list(_blocks(num_q, num, chunk_size))
 

@@ -56,7 +56,7 @@ def write_cuhk03_np(root: Path, split: str) -> dict:
         for idx, (pid, cam) in enumerate(items):
             write_image(base / folder / f"{pid:04d}_c{cam}_{idx + 1}.png", idx)
     return {key: [(p, c - 1) for p, c in items] for key, items in
-            zip(("train", "query", "gallery"), layout.values())}
+            zip(("train", "query", "gallery"), layout.values(), strict=True)}
 
 
 def _ref(f: h5py.File, data: np.ndarray, counter: list[int]):

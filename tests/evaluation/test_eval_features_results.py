@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bdb_ext.data import ImageRecord
 from bdb_ext.evaluation import (
-    ReIDResults,
     evaluate_recall,
     evaluate_reid,
     extract_features,

@@ -42,12 +42,12 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def _format_table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = "  " + "-" * (sum(widths) + 3 * (len(widths) - 1))
 
     def fmt(cells: Sequence[object]) -> str:
         first = f"{str(cells[0]):<{widths[0]}}"
-        rest = [f"{str(c):>{w}}" for c, w in zip(cells[1:], widths[1:])]
+        rest = [f"{str(c):>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True)]
         return "  " + " | ".join([first, *rest])
 
     return "\n".join([f"=> {title}", line, fmt(header), line, *(fmt(r) for r in rows), line])
