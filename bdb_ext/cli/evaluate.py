@@ -1,0 +1,38 @@
+"""``bdb-ext eval``: score a checkpoint on its data set's test split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .config_args import add_config_arguments, config_from_args
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="evaluate a checkpoint (CMC/mAP/mINP or Recall@K)",
+        description="Evaluate a trainer checkpoint (best.pt or last.pt). The run's own config is used; flags "
+                    "override its fields (e.g. --data-root, --rerank true, --eval-flip true, --ap-cutoff 50).")
+    parser.add_argument("checkpoint", help="a checkpoint written by bdb-ext train")
+    parser.add_argument("--json", metavar="PATH", help="also write the metrics to this JSON file")
+    add_config_arguments(parser, with_preset=False)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..engine import evaluate, model_from_checkpoint, resolve_device
+    from ..engine.data import load_dataset
+
+    model, stored, _ = model_from_checkpoint(args.checkpoint)
+    # The run's own config, with whatever the command line overrides (data root, re-ranking, flip, ...).
+    config = config_from_args(args, extra=stored.to_dict())
+    device = resolve_device(config.device)
+    results = evaluate(model.to(device), load_dataset(config), config, device)
+    print(results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return 0
