@@ -37,7 +37,11 @@ int64_t gemm_block_rows(int64_t n_rows, int64_t n_cols) {
   return std::clamp<int64_t>(rows, 16, std::max<int64_t>(n_rows, 1));
 }
 
-int64_t row_grain(int64_t work_per_row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, work_per_row)); }
+// About 256K element operations per task: below that a parallel region costs more than it saves,
+// and on a busy machine each one can wait a scheduler quantum for a descheduled worker.
+int64_t row_grain(int64_t work_per_row) {
+  return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_row));
+}
 
 at::ScalarType acc_type_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
