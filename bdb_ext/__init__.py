@@ -13,4 +13,4 @@ from .losses import BatchHardTripletLoss
 
 __version__ = "0.1.0"
 
-__all__ = ["BatchDropBlock", "BatchDropPool", "build_info", "ops", "reference", "__version__"]
+__all__ = ["BatchDropBlock", "BatchDropPool", "BatchHardTripletLoss", "build_info", "ops", "reference", "__version__"]
