@@ -42,7 +42,8 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
     model.eval()
     features, pids, camids = [], [], []
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        # no_grad rather than inference_mode: inference tensors would refuse later in-place use by the caller.
+        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             for batch in loader:
                 if not isinstance(batch, (tuple, list)) or len(batch) != 3:
                     raise TypeError("extract_features: loader must yield (images, pids, camids) batches")

@@ -50,6 +50,8 @@ def test_extract_features_batches_modes_and_flip() -> None:
     assert model.training  # restored
     assert features.shape == (10, 5) and features.dtype == torch.float32
     assert torch.equal(features, images[:, 0].sum(dim=1))
+    assert not features.requires_grad
+    features.mul_(1.0)  # ordinary tensors: callers may normalise in place
     assert pids.tolist() == list(range(10)) and camids.tolist() == [i % 3 for i in range(10)]
     flipped, _, _ = extract_features(model, loader, flip=True)
     expected = (images[:, 0].sum(dim=1) + images[:, 0].sum(dim=1).flip(-1)) / 2
