@@ -4,8 +4,10 @@
 //
 // Execution model (docs/testing.md says what this proves and what it cannot):
 //   * One launch at a time (a process-wide mutex); the grid's blocks run one after another.
-//   * Each thread of a block is a real OS thread from a pool reused across blocks and launches, so
-//     __syncthreads is a real barrier and ThreadSanitizer sees real concurrent accesses.
+//   * Each thread of a block is either a real OS thread from a pool reused across blocks and
+//     launches (always under ThreadSanitizer/AddressSanitizer, which need real concurrent threads;
+//     else with BDB_EMU_EXECUTOR=threads), or a fiber on the launching thread (the default: one
+//     runs at a time until it waits or returns; same semantics, far cheaper switches, deterministic).
 //   * __shared__ is `static`: one copy per kernel instantiation, shared by the threads of the block
 //     that is running. It is not cleared between blocks (the GPU does not clear it either).
 //   * Barriers count live threads only: a thread that returns early leaves every barrier of its block
@@ -16,8 +18,8 @@
 //     left to arrive), __syncthreads reached from different call sites, a mask without the caller,
 //     an invalid launch shape. The block is abandoned, the rest of the grid skipped, and the message
 //     is returned by bdb_emu::get_last_error() (BDB_KERNEL_LAUNCH_CHECK() raises it as a c10::Error).
-//   * A kernel that spins forever outside any collective cannot be stopped; after
-//     BDB_EMU_WATCHDOG_S seconds (default 300) the process prints where it is and aborts.
+//   * A kernel that spins forever outside any collective cannot be stopped; with the thread pool,
+//     after BDB_EMU_WATCHDOG_S seconds (default 300) the process prints where it is and aborts.
 //
 // Not supported: dynamic shared memory (extern __shared__), cooperative groups, clusters, texture
 // and surface memory, __CUDA_ARCH__-only code paths (__CUDA_ARCH__ stays undefined), cross-block
@@ -30,6 +32,9 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -43,6 +48,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <cxxabi.h>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -166,17 +172,30 @@ enum class CollectiveKind { shuffle, vote, syncwarp };
 
 // Each thread waits on its own waker, so completing a barrier releases the waiters one by one
 // instead of waking them all onto the block mutex at once (a 256-thread herd on 2 cores).
+// How a waiting thread gives way under the fiber executor (see FiberExecutor).
+struct FiberHooks {
+  virtual void block_current() = 0;
+  virtual void make_runnable(int fiber) = 0;
+};
+
 struct Waker {
   enum State { waiting, released, aborted };
   std::mutex m;
   std::condition_variable cv;
   State state = waiting;
+  FiberHooks* fibers = nullptr;  // set when this thread is a fiber
+  int fiber = -1;
 
   void arm() {
     std::lock_guard<std::mutex> lock(m);
     state = waiting;
   }
   void wake(State s) {
+    if (fibers != nullptr) {  // one OS thread runs every fiber: no lock, never held across a switch
+      state = s;
+      fibers->make_runnable(fiber);
+      return;
+    }
     {
       std::lock_guard<std::mutex> lock(m);
       state = s;
@@ -184,6 +203,10 @@ struct Waker {
     cv.notify_one();
   }
   State wait() {
+    if (fibers != nullptr) {
+      while (state == waiting) fibers->block_current();
+      return state;
+    }
     std::unique_lock<std::mutex> lock(m);
     cv.wait(lock, [&] { return state != waiting; });
     return state;
@@ -347,10 +370,13 @@ struct ThreadState {
   int lane = 0;
 };
 
-inline thread_local ThreadState this_thread;
+// The emulated thread running on this OS thread: a pool worker's own state, or under the fiber
+// executor the state of the fiber that was switched in.
+inline thread_local ThreadState* this_thread_ptr = nullptr;
+inline ThreadState& this_thread() { return *this_thread_ptr; }
 
 inline Block& current_block(const char* op) {
-  Block* b = this_thread.block;
+  Block* b = this_thread_ptr != nullptr ? this_thread_ptr->block : nullptr;
   if (b == nullptr) {
     std::fprintf(stderr, "bdb_emu: %s called outside an emulated kernel\n", op);
     std::abort();
@@ -364,7 +390,7 @@ template <class Read>
 auto warp_collective(CollectiveKind kind, const char* op, unsigned mask, const void* value, size_t size,
                      const std::source_location& where, Read&& read) {
   Block& b = current_block(op);
-  ThreadState& t = this_thread;
+  ThreadState& t = this_thread();
   Warp& w = b.warps[t.warp];
   const unsigned bit = 1u << t.lane;
   std::unique_lock<std::mutex> lock(b.m);
@@ -398,11 +424,11 @@ auto warp_collective(CollectiveKind kind, const char* op, unsigned mask, const v
   if (!b.try_complete(w, *r)) {
     ++r->waiters;
     ++b.waiting;
-    this_thread.waker.arm();
-    r->wakers.push_back(&this_thread.waker);
+    this_thread().waker.arm();
+    r->wakers.push_back(&this_thread().waker);
     b.check_deadlock();
     lock.unlock();
-    const Waker::State state = this_thread.waker.wait();
+    const Waker::State state = this_thread().waker.wait();
     lock.lock();
     if (state == Waker::aborted) throw BlockAborted{};
   }
@@ -433,7 +459,7 @@ inline BarrierResult block_barrier(const char* op, int predicate, const std::sou
   } else if (!same_site(b.bar_where, where)) {
     b.fail(format("divergent barrier: thread %d reaches %s at %s while %d thread(s) wait in %s at %s; every live "
                   "thread of a block must reach the same __syncthreads",
-                  this_thread.linear, op, site(where).c_str(), b.bar_arrived, b.bar_op, site(b.bar_where).c_str()));
+                  this_thread().linear, op, site(where).c_str(), b.bar_arrived, b.bar_op, site(b.bar_where).c_str()));
   }
   ++b.bar_arrived;
   b.bar_count += predicate != 0;
@@ -443,11 +469,11 @@ inline BarrierResult block_barrier(const char* op, int predicate, const std::sou
   }
   ++b.bar_waiters;
   ++b.waiting;
-  this_thread.waker.arm();
-  b.bar_wakers.push_back(&this_thread.waker);
+  this_thread().waker.arm();
+  b.bar_wakers.push_back(&this_thread().waker);
   b.check_deadlock();
   lock.unlock();
-  if (this_thread.waker.wait() == Waker::aborted) throw BlockAborted{};
+  if (this_thread().waker.wait() == Waker::aborted) throw BlockAborted{};
   // Stable until this thread arrives at the next barrier, which must happen before it is rewritten.
   return {b.bar_result_count, b.bar_result_arrived};
 }
@@ -466,6 +492,178 @@ inline double env_seconds(const char* name, double fallback) {
   return s > 0 ? s : fallback;
 }
 
+// The body of one emulated thread: its built-in variables, the kernel, and its exit from the block.
+inline void run_emulated_thread(ThreadState& t, Block& block, const KernelCall& call, int linear, dim3 bd,
+                                uint3 block_index, dim3 grid) {
+  threadIdx = uint3{linear % bd.x, (linear / bd.x) % bd.y, linear / (bd.x * bd.y)};
+  blockIdx = block_index;
+  blockDim = bd;
+  gridDim = grid;
+  this_thread_ptr = &t;
+  t.block = &block;
+  t.linear = linear;
+  t.warp = linear / 32;
+  t.lane = linear % 32;
+  std::string error;
+  try {
+    call.invoke(call.object);
+  } catch (const BlockAborted&) {
+  } catch (const std::exception& e) {
+    int status = 0;
+    char* name = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status);
+    error = format("the kernel threw %s: %s", status == 0 && name ? name : typeid(e).name(), e.what());
+    std::free(name);
+  } catch (...) {
+    error = "the kernel threw an exception that is not a std::exception";
+  }
+  std::lock_guard<std::mutex> lock(block.m);
+  if (!error.empty() && block.error.empty()) {
+    try {
+      block.fail(format("thread %d: %s", linear, error.c_str()));
+    } catch (const BlockAborted&) {
+    }
+  }
+  block.thread_exit(t.warp, t.lane);
+  t.block = nullptr;
+}
+
+// Runs a block's threads as fibers (ucontext) on the calling OS thread, one at a time: a thread
+// runs until it waits in a barrier or collective or returns, then the next runnable one resumes.
+// Same semantics, error reports and deadlock detection as the thread pool, at the cost of a
+// user-space context switch per wait instead of an OS wake-up (orders of magnitude faster on a
+// loaded 2-core machine). The default outside sanitizer builds; ThreadSanitizer and AddressSanitizer
+// builds use real threads, which is what their checks need.
+class FiberExecutor final : public FiberHooks {
+ public:
+  ~FiberExecutor() {
+    for (auto& f : fibers_) munmap(f->stack, stack_bytes_ + page_);
+  }
+
+  std::string run_block(Block& block, const KernelCall& call, uint3 index, dim3 grid, dim3 bd, int nthreads) {
+    grow(nthreads);
+    block_ = &block;
+    call_ = &call;
+    index_ = index;
+    grid_ = grid;
+    bd_ = bd;
+    queue_.clear();
+    for (int i = 0; i < nthreads; ++i) {
+      Fiber& f = *fibers_[i];
+      f.blocked = false;
+      f.done = false;
+      f.state.block = nullptr;
+      f.state.waker.fibers = this;
+      f.state.waker.fiber = i;
+      getcontext(&f.ctx);
+      f.ctx.uc_stack.ss_sp = f.stack + page_;
+      f.ctx.uc_stack.ss_size = stack_bytes_;
+      f.ctx.uc_link = &scheduler_;
+      const uintptr_t self = reinterpret_cast<uintptr_t>(this);
+      makecontext(&f.ctx, reinterpret_cast<void (*)()>(&FiberExecutor::entry), 3,
+                  static_cast<unsigned>(self >> 32), static_cast<unsigned>(self & 0xffffffffu), i);
+      queue_.push_back(i);
+    }
+    ThreadState* const saved = this_thread_ptr;
+    blockIdx = index;
+    blockDim = bd;
+    gridDim = grid;
+    while (!queue_.empty()) {
+      current_ = queue_.front();
+      queue_.pop_front();
+      // The built-in variables are thread-locals of this OS thread: switch them with the fiber.
+      const unsigned linear = static_cast<unsigned>(current_);
+      threadIdx = uint3{linear % bd.x, (linear / bd.x) % bd.y, linear / (bd.x * bd.y)};
+      this_thread_ptr = &fibers_[current_]->state;
+      swapcontext(&scheduler_, &fibers_[current_]->ctx);
+    }
+    this_thread_ptr = saved;
+    for (int i = 0; i < nthreads; ++i) {
+      if (!fibers_[i]->done) {  // cannot happen: a stuck block is failed and its waiters released
+        std::lock_guard<std::mutex> lock(block.m);
+        return "bdb_emu internal error: fiber " + std::to_string(i) + " never finished" +
+               block.describe_waiters();
+      }
+    }
+    std::lock_guard<std::mutex> lock(block.m);
+    return block.error;
+  }
+
+  void block_current() override {
+    Fiber& f = *fibers_[current_];
+    f.blocked = true;
+    swapcontext(&f.ctx, &scheduler_);
+  }
+
+  void make_runnable(int fiber) override {
+    Fiber& f = *fibers_[fiber];
+    if (f.blocked) {
+      f.blocked = false;
+      queue_.push_back(fiber);
+    }
+  }
+
+ private:
+  struct Fiber {
+    ucontext_t ctx;
+    char* stack = nullptr;
+    ThreadState state;
+    bool blocked = false;
+    bool done = false;
+  };
+
+  static void entry(unsigned hi, unsigned lo, int index) {
+    auto* self = reinterpret_cast<FiberExecutor*>((static_cast<uintptr_t>(hi) << 32) | lo);
+    Fiber& f = *self->fibers_[index];
+    run_emulated_thread(f.state, *self->block_, *self->call_, index, self->bd_, self->index_, self->grid_);
+    f.done = true;
+    // Returning resumes uc_link, the scheduler.
+  }
+
+  void grow(int nthreads) {
+    if (page_ == 0) {
+      page_ = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+      stack_bytes_ = static_cast<size_t>(env_seconds("BDB_EMU_FIBER_STACK_KB", 256.0)) * 1024;
+      stack_bytes_ = (stack_bytes_ + page_ - 1) / page_ * page_;
+    }
+    while (static_cast<int>(fibers_.size()) < nthreads) {
+      auto f = std::make_unique<Fiber>();
+      // A guard page below each stack turns an overflow into a crash, not silent corruption.
+      void* mem = mmap(nullptr, stack_bytes_ + page_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (mem == MAP_FAILED) {
+        std::fprintf(stderr, "bdb_emu: cannot map a fiber stack\n");
+        std::abort();
+      }
+      mprotect(mem, page_, PROT_NONE);
+      f->stack = static_cast<char*>(mem);
+      fibers_.push_back(std::move(f));
+    }
+  }
+
+  std::vector<std::unique_ptr<Fiber>> fibers_;
+  std::deque<int> queue_;
+  ucontext_t scheduler_;
+  int current_ = -1;
+  size_t page_ = 0, stack_bytes_ = 0;
+  Block* block_ = nullptr;
+  const KernelCall* call_ = nullptr;
+  uint3 index_{0, 0, 0};
+  dim3 grid_, bd_;
+};
+
+// Which executor runs blocks: real threads under ThreadSanitizer/AddressSanitizer (always), else
+// fibers unless BDB_EMU_EXECUTOR=threads.
+inline bool use_fibers() {
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  return false;
+#else
+  static const bool fibers = [] {
+    const char* e = std::getenv("BDB_EMU_EXECUTOR");
+    return !(e != nullptr && std::strcmp(e, "threads") == 0);
+  }();
+  return fibers;
+#endif
+}
+
 // The threads that run a block: worker t runs thread t of every block, so the pool grows to the
 // largest block launched and is reused by every later block and launch.
 class Pool {
@@ -475,7 +673,7 @@ class Pool {
   // Runs every block of the grid in order; returns the first error ("" if none).
   std::string run_grid(const KernelCall& call, dim3 grid, dim3 block) {
     const int nthreads = static_cast<int>(block.x * block.y * block.z);
-    grow(nthreads);
+    if (!use_fibers()) grow(nthreads);
     call_ = &call;
     grid_ = grid;
     block_dim_ = block;
@@ -488,7 +686,8 @@ class Pool {
     for (unsigned z = 0; z < grid.z; ++z) {
       for (unsigned y = 0; y < grid.y; ++y) {
         for (unsigned x = 0; x < grid.x; ++x) {
-          std::string error = run_block(uint3{x, y, z}, nthreads);
+          std::string error = use_fibers() ? run_block_fibers(uint3{x, y, z}, nthreads)
+                                           : run_block(uint3{x, y, z}, nthreads);
           if (!error.empty()) return error;
         }
       }
@@ -526,6 +725,14 @@ class Pool {
       Worker* w = workers_.back().get();
       w->thread = std::thread([this, w, linear] { worker_loop(*w, linear); });
     }
+  }
+
+  std::string run_block_fibers(uint3 index, int nthreads) {
+    {
+      std::lock_guard<std::mutex> lock(block_.m);
+      block_.reset(index, nthreads);
+    }
+    return fibers_.run_block(block_, *call_, index, grid_, block_dim_, nthreads);
   }
 
   std::string run_block(uint3 index, int nthreads) {
@@ -583,39 +790,12 @@ class Pool {
   }
 
   void run_thread(int linear) {
-    const dim3 bd = block_dim_;
-    threadIdx = uint3{linear % bd.x, (linear / bd.x) % bd.y, linear / (bd.x * bd.y)};
-    blockIdx = block_index_;
-    blockDim = bd;
-    gridDim = grid_;
-    ThreadState& t = this_thread;
-    t.block = &block_;
-    t.linear = linear;
-    t.warp = linear / 32;
-    t.lane = linear % 32;
-    std::string error;
-    try {
-      call_->invoke(call_->object);
-    } catch (const BlockAborted&) {
-    } catch (const std::exception& e) {
-      error = format("the kernel threw %s: %s", typeid(e).name(), e.what());
-    } catch (...) {
-      error = "the kernel threw an exception that is not a std::exception";
-    }
-    {
-      std::lock_guard<std::mutex> lock(block_.m);
-      if (!error.empty() && block_.error.empty()) {
-        try {
-          block_.fail(format("thread %d: %s", linear, error.c_str()));
-        } catch (const BlockAborted&) {
-        }
-      }
-      block_.thread_exit(t.warp, t.lane);
-    }
-    t.block = nullptr;
+    thread_local ThreadState state;
+    run_emulated_thread(state, block_, *call_, linear, block_dim_, block_index_, grid_);
   }
 
   std::vector<std::unique_ptr<Worker>> workers_;
+  FiberExecutor fibers_;
   Block block_;
   const KernelCall* call_ = nullptr;
   dim3 grid_, block_dim_;
@@ -798,14 +978,14 @@ T shuffle(const char* op, ShuffleMode mode, unsigned mask, T var, int b, int wid
                            const int src = shuffle_source(mode, lane, b, width);
                            const unsigned src_bit = 1u << src;
                            if ((r.arrived & src_bit) == 0) {
-                             Block& blk = *this_thread.block;
-                             const Warp& w = blk.warps[this_thread.warp];
+                             Block& blk = *this_thread().block;
+                             const Warp& w = blk.warps[this_thread().warp];
                              const char* why = (w.existing & src_bit) == 0 ? "does not exist in this block"
                                                : (w.live & src_bit) == 0  ? "has already returned"
                                                : (r.mask & src_bit) == 0  ? "is not named in the mask"
                                                                           : "did not take part";
                              blk.fail(format("%s at %s: lane %d of warp %d reads lane %d, which %s (mask 0x%08x)",
-                                             op, site(where).c_str(), lane, this_thread.warp, src, why, r.mask));
+                                             op, site(where).c_str(), lane, this_thread().warp, src, why, r.mask));
                            }
                            T out;
                            std::memcpy(&out, r.values[src], sizeof(T));
@@ -874,7 +1054,7 @@ inline int __all_sync(unsigned mask, int predicate, std::source_location where =
 inline unsigned __activemask() {
   auto& b = ::bdb_emu::detail::current_block("__activemask");
   std::lock_guard<std::mutex> lock(b.m);
-  return b.warps[::bdb_emu::detail::this_thread.warp].live;
+  return b.warps[::bdb_emu::detail::this_thread().warp].live;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Builds the plain C++ emulation test programs in tests/emulation/ (no torch in them), cached
 under ``<repo>/build/emulation/programs/<key>`` where the key hashes the sources, the headers they
-can include (everything under csrc/ and tests/emulation/) and the flags."""
+can include (csrc/emulation/ and tests/emulation/) and the flags. (The drop-kernel driver, which
+includes csrc/cuda/, is built by scripts/sanitize_emulated.sh, not here.)"""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ BASE_FLAGS = ("-std=c++20", "-O1", "-g", "-pthread", "-DBDB_CUDA_EMULATION", "-W
 
 def _key(source: Path, flags: tuple[str, ...], cxx: str) -> str:
     digest = hashlib.sha256()
-    for path in sorted([*(REPO_ROOT / "csrc").rglob("*"), *HERE.glob("*")]):
+    for path in sorted([*(REPO_ROOT / "csrc" / "emulation").rglob("*"), *HERE.glob("*")]):
         if path.is_file() and path.suffix in {".h", ".cuh", ".cu", ".cpp"}:
             digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(" ".join((cxx, str(source), *flags)).encode())

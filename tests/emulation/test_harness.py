@@ -1,6 +1,7 @@
 """The emulation harness itself: every case of harness_selftest.cpp (barriers with early-returning
 threads, shuffles of every kind, width and type checked lane by lane, votes, atomics, error reports
-for misuse, a 64 x 256 launch well under a second)."""
+for misuse, a 64 x 256 launch well under a second), under both executors: fibers (the default
+outside sanitizer builds) and the real-thread pool (what TSan/ASan builds use)."""
 
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ def test_case_list_is_complete(selftest):
     assert listed == sorted(CASES)
 
 
+@pytest.mark.parametrize("executor", ["fibers", "threads"])
 @pytest.mark.parametrize("case", CASES)
-def test_harness_case(selftest, case):
-    result = run_program(selftest, case, timeout=120)
+def test_harness_case(selftest, case, executor):
+    result = run_program(selftest, case, timeout=120, env={"BDB_EMU_EXECUTOR": executor})
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"PASS {case}" in result.stdout
+    assert f"({executor})" in result.stdout
 
 
 def test_misuse_is_reported_with_its_location(selftest):

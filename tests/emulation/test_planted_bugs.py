@@ -2,7 +2,9 @@
 at compile time must be caught, and the same kernel without it must pass cleanly (no false reports).
 
 * off-by-one (reads in[n]): a wrong sum against the reference;
-* missing __syncthreads: a ThreadSanitizer data race on the shared tile.
+* missing __syncthreads: a wrong sum under the fiber executor (each thread runs to its next barrier
+  before the next one starts, so a read that needs the barrier sees the tile before its writer ran),
+  and a ThreadSanitizer data race on the shared tile under the real-thread executor.
 
 The AddressSanitizer form of the off-by-one runs in scripts/sanitize_emulated.sh.
 """
@@ -24,6 +26,15 @@ def test_correct_kernel_passes():
 
 def test_off_by_one_gives_a_wrong_result():
     result = run_program(build_program("planted_bug_program.cpp", ("-DBDB_PLANT_BUG_OFF_BY_ONE",)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "block_sum mismatch" in result.stdout
+
+
+def test_missing_sync_gives_a_wrong_result_under_fibers():
+    result = run_program(
+        build_program("planted_bug_program.cpp", ("-DBDB_PLANT_BUG_MISSING_SYNC",)),
+        env={"BDB_EMU_EXECUTOR": "fibers"},
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "block_sum mismatch" in result.stdout
 
