@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 
-__all__ = ["as_tensor", "as_labels"]
+__all__ = ["as_tensor", "as_labels", "LabelsLike"]
+
+#: Integer ids: a 1-D tensor, numpy array or sequence of ints.
+LabelsLike: TypeAlias = torch.Tensor | np.ndarray | Sequence[int]
 
 
 def as_tensor(value: Any, name: str, ndim: int, device: torch.device | None = None) -> torch.Tensor:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ._inputs import LabelsLike
 from .distances import pairwise_distances
 from .recall import recall_at_k, recall_at_k_query_gallery
 from .reid_metrics import cuhk03_rank_metrics, rank_metrics
@@ -19,7 +20,8 @@ _PROTOCOLS = ("market1501", "cuhk03")
 
 
 def evaluate_reid(query_features: torch.Tensor | np.ndarray, gallery_features: torch.Tensor | np.ndarray,
-                  query_pids, gallery_pids, query_camids, gallery_camids, *, metric: str = "sqeuclidean",
+                  query_pids: LabelsLike, gallery_pids: LabelsLike, query_camids: LabelsLike,
+                  gallery_camids: LabelsLike, *, metric: str = "sqeuclidean",
                   rerank: bool = False, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
                   ap_cutoff: int | None = None, protocol: str = "market1501", max_rank: int = 50,
                   ranks: Sequence[int] = (1, 5, 10, 20), dataset: str | None = None,
@@ -49,8 +51,8 @@ def evaluate_reid(query_features: torch.Tensor | np.ndarray, gallery_features: t
     return (results, distmat) if return_distmat else results
 
 
-def evaluate_recall(embeddings: torch.Tensor | np.ndarray, labels, ks: Sequence[int] = (1, 2, 4, 8), *,
-                    gallery: torch.Tensor | np.ndarray | None = None, gallery_labels=None,
+def evaluate_recall(embeddings: torch.Tensor | np.ndarray, labels: LabelsLike, ks: Sequence[int] = (1, 2, 4, 8),
+                    *, gallery: torch.Tensor | np.ndarray | None = None, gallery_labels: LabelsLike | None = None,
                     metric: str = "euclidean", dataset: str | None = None) -> RecallResults:
     """Recall@K as a results object: all-vs-all (CUB, Cars196, SOP), or queries ``embeddings`` against
     ``gallery`` (In-Shop) when a gallery is given."""

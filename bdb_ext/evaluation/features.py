@@ -19,7 +19,7 @@ def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def extract_features(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
-                     flip: bool = False, amp_dtype: torch.dtype | None = None,
+                     flip: bool = False, amp_dtype: torch.dtype | None = None, progress: bool = False,
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Features of every image in ``loader``.
 
@@ -30,6 +30,7 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
         device: where the model runs; default the device of the model's first parameter (CPU if it has none).
         flip: average the features of each image and its horizontal mirror.
         amp_dtype: e.g. torch.float16 or torch.bfloat16 to run under autocast; features are returned in float32.
+        progress: show a tqdm progress bar (needs tqdm).
 
     Returns:
         features (N, D) float32 on the CPU, pids (N,) int64, camids (N,) int64.
@@ -41,6 +42,10 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
     was_training = model.training
     model.eval()
     features, pids, camids = [], [], []
+    if progress:
+        from tqdm.auto import tqdm
+
+        loader = tqdm(loader, desc="features", unit="batch")
     try:
         # no_grad rather than inference_mode: inference tensors would refuse later in-place use by the caller.
         with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._inputs import as_labels, as_tensor
+from ._inputs import LabelsLike, as_labels, as_tensor
 from .distances import pairwise_distances
 
 __all__ = ["recall_at_k", "recall_at_k_query_gallery"]
@@ -40,8 +40,8 @@ def _recall(query: torch.Tensor, gallery: torch.Tensor, q_labels: torch.Tensor, 
     return {k: float(h) / query.shape[0] for k, h in zip(ks, hits.tolist(), strict=True)}
 
 
-def recall_at_k(embeddings: torch.Tensor | np.ndarray, labels, ks: Sequence[int] = (1, 2, 4, 8), *,
-                metric: str = "euclidean", chunk_size: int = 1024) -> dict[int, float]:
+def recall_at_k(embeddings: torch.Tensor | np.ndarray, labels: LabelsLike, ks: Sequence[int] = (1, 2, 4, 8),
+                *, metric: str = "euclidean", chunk_size: int = 1024) -> dict[int, float]:
     """Recall@K with every item as a query against all the others (the CUB, Cars196 and SOP protocol).
 
     Args:
@@ -60,8 +60,9 @@ def recall_at_k(embeddings: torch.Tensor | np.ndarray, labels, ks: Sequence[int]
 
 
 def recall_at_k_query_gallery(query: torch.Tensor | np.ndarray, gallery: torch.Tensor | np.ndarray,
-                              query_labels, gallery_labels, ks: Sequence[int] = (1, 10, 20, 30, 40, 50), *,
-                              metric: str = "euclidean", chunk_size: int = 1024) -> dict[int, float]:
+                              query_labels: LabelsLike, gallery_labels: LabelsLike,
+                              ks: Sequence[int] = (1, 10, 20, 30, 40, 50), *, metric: str = "euclidean",
+                              chunk_size: int = 1024) -> dict[int, float]:
     """Recall@K of (Q, D) queries against a separate (G, D) gallery (the In-Shop protocol).
 
     Returns ``{k: recall}``: the fraction of queries with a gallery item of their label among the k nearest.

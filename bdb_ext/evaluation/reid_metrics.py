@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._inputs import as_labels, as_tensor
+from ._inputs import LabelsLike, as_labels, as_tensor
 
 __all__ = ["RankMetrics", "rank_metrics", "cuhk03_rank_metrics"]
 
@@ -75,8 +75,9 @@ def _cmc_from_first(first: torch.Tensor, max_rank: int) -> np.ndarray:
     return (counts.cumsum(0).double() / first.numel()).cpu().numpy()
 
 
-def rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids, gallery_pids, query_camids, gallery_camids,
-                 max_rank: int = 50, ap_cutoff: int | None = None, *, chunk_size: int = 256) -> RankMetrics:
+def rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids: LabelsLike, gallery_pids: LabelsLike,
+                 query_camids: LabelsLike, gallery_camids: LabelsLike, max_rank: int = 50,
+                 ap_cutoff: int | None = None, *, chunk_size: int = 256) -> RankMetrics:
     """CMC, mAP and mINP of a query x gallery distance matrix (smaller = more similar).
 
     Args:
@@ -121,9 +122,9 @@ def rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids, gallery_pids, q
                        first_match_rank=first_rank.cpu().numpy(), ap_cutoff=ap_cutoff)
 
 
-def cuhk03_rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids, gallery_pids, query_camids, gallery_camids,
-                        max_rank: int = 50, num_repeats: int = 10, seed: int = 0, *,
-                        chunk_size: int = 256) -> RankMetrics:
+def cuhk03_rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids: LabelsLike, gallery_pids: LabelsLike,
+                        query_camids: LabelsLike, gallery_camids: LabelsLike, max_rank: int = 50,
+                        num_repeats: int = 10, seed: int = 0, *, chunk_size: int = 256) -> RankMetrics:
     """The classic CUHK03 protocol (torchreid's ``eval_cuhk03``): single-gallery-shot CMC.
 
     After the same removal as :func:`rank_metrics`, each gallery identity is represented by one randomly chosen

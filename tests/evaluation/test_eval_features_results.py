@@ -56,7 +56,7 @@ def test_extract_features_batches_modes_and_flip() -> None:
     flipped, _, _ = extract_features(model, loader, flip=True)
     expected = (images[:, 0].sum(dim=1) + images[:, 0].sum(dim=1).flip(-1)) / 2
     assert torch.allclose(flipped, expected)
-    low, _, _ = extract_features(model, loader, device="cpu", amp_dtype=torch.bfloat16)
+    low, _, _ = extract_features(model, loader, device="cpu", amp_dtype=torch.bfloat16, progress=True)
     assert low.dtype == torch.float32 and torch.allclose(low, features, rtol=2e-2)
 
 
