@@ -1,5 +1,6 @@
 """Losses built on the fused ops."""
 
+from .bdb_loss import BDBLoss, BDBLossTerms
 from .triplet import BatchHardTripletLoss
 
-__all__ = ["BatchHardTripletLoss"]
+__all__ = ["BatchHardTripletLoss", "BDBLoss", "BDBLossTerms"]
