@@ -14,11 +14,14 @@ RECTS = [[2, 0, 3, 5], [0, 1, 7, 2], [0, 0, 0, 0], [0, 0, 7, 5], [6, 4, 1, 1]]
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_gradcheck_float64(backend, layout):
     x = feature_map((2, 3, 7, 5), torch.float64, backend.device, layout).requires_grad_()
+    # The emulator runs every launch on CPU fibers; gradcheck's fast mode (a random projection of
+    # the Jacobian instead of every column) keeps it to seconds and still checks the backward.
+    fast = backend.is_emulated
     for rect in RECTS:
-        assert torch.autograd.gradcheck(lambda t: backend.ops.batch_drop_block(t, rect), (x,))
+        assert torch.autograd.gradcheck(lambda t: backend.ops.batch_drop_block(t, rect), (x,), fast_mode=fast)
         # Max pooling is differentiable where the maximum is unique, which random data gives.
         for mode in ("max", "avg"):
-            assert torch.autograd.gradcheck(lambda t: backend.ops.drop_pool(t, rect, mode)[0], (x,))
+            assert torch.autograd.gradcheck(lambda t: backend.ops.drop_pool(t, rect, mode)[0], (x,), fast_mode=fast)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
