@@ -38,9 +38,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str | 
     defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
         kind = field_types()[field.name]
+        # A bare boolean flag (``--sync-bn``) means true; ``--sync-bn false`` still works.
+        flag_form = {"nargs": "?", "const": "true"} if kind is bool else {}
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=_PREFIX + field.name,
                            default=argparse.SUPPRESS, metavar=_type_name(kind).upper(),
-                           help=f"(default {getattr(defaults, field.name)!r})")
+                           help=f"(default {getattr(defaults, field.name)!r})", **flag_form)
 
 
 def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> TrainConfig:

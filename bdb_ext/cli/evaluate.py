@@ -23,16 +23,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import evaluate, model_from_checkpoint, resolve_device
+    from ..distributed import init_distributed, process_device, shutdown_distributed
+    from ..engine import evaluate, get_world_size, is_main_process, model_from_checkpoint, resolve_device
     from ..engine.data import load_dataset
 
     model, stored, _ = model_from_checkpoint(args.checkpoint)
     # The run's own config, with whatever the command line overrides (data root, re-ranking, flip, ...).
     config = config_from_args(args, extra=stored.to_dict())
-    device = resolve_device(config.device)
-    results = evaluate(model.to(device), load_dataset(config), config, device)
-    print(results)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results.as_dict(), indent=2) + "\n", encoding="utf-8")
+    # Under torchrun the feature extraction is sharded over the processes and rank 0 scores.
+    init_distributed(config.device)
+    try:
+        device = resolve_device(config.device)
+        if get_world_size() > 1:
+            device = process_device(device)
+        results = evaluate(model.to(device), load_dataset(config), config, device)
+        if is_main_process():
+            print(results)
+            if args.json:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(json.dumps(results.as_dict(), indent=2) + "\n", encoding="utf-8")
+    finally:
+        shutdown_distributed()
     return 0

@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train BDBNet. Start from a preset (--config) and override any field; checkpoints, metrics "
                     "and config.json go to --output-dir.",
         epilog=presets_epilog() + "\n\nexample:\n  bdb-ext train --config market1501 --data-root ~/data "
-               "--set amp=bf16 --channels-last true",
+               "--set amp=bf16 --channels-last true\n\nseveral GPUs (DistributedDataParallel, see docs/distributed.md):"
+               "\n  torchrun --nproc_per_node=4 -m bdb_ext train --config market1501 --data-root ~/data "
+               "--sync-bn true",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt (exactly where it stopped)")
@@ -26,13 +28,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import Trainer
+    from ..distributed import init_distributed, shutdown_distributed
+    from ..engine import Trainer, is_main_process
 
     config = config_from_args(args)
-    trainer = Trainer(config)
-    if args.resume:
-        trainer.resume(args.resume)
-    results = trainer.fit(max_steps=args.max_steps)
-    if results is not None:
-        print(results)
+    # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.
+    init_distributed(config.device)
+    try:
+        trainer = Trainer(config)
+        if args.resume:
+            trainer.resume(args.resume)
+        results = trainer.fit(max_steps=args.max_steps)
+        if results is not None and is_main_process():
+            print(results)
+    finally:
+        shutdown_distributed()
     return 0

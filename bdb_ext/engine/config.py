@@ -72,6 +72,9 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     max_iters_per_epoch: int = 0  # cap on iterations per epoch (0: the sampler's full epoch); for smoke runs
+    # distributed (torchrun; ignored in a single process)
+    sync_bn: bool = False  # SyncBatchNorm: BatchNorm statistics over the global batch (GPUs only)
+    cross_rank_mining: bool = True  # batch-hard mining over the global batch of all ranks (the paper's method)
 
     def validate(self) -> TrainConfig:
         """Check values that the components would otherwise reject late; return self."""

@@ -84,6 +84,8 @@ class TrainBatches:
         self.sampler = RandomIdentitySampler([r.pid for r in records], config.num_instances, config.batch_size,
                                              seed=config.seed, rank=rank, world_size=world_size)
         self.local_batch_size = config.batch_size // world_size
+        self.batch_size = config.batch_size
+        self.rank = rank
         self.seed = config.seed
         self.workers = config.workers
         self.max_iters = config.max_iters_per_epoch
@@ -98,8 +100,12 @@ class TrainBatches:
         """Epoch ``epoch``'s batches as lists of (dataset index, sample seed)."""
         self.sampler.set_epoch(epoch)
         indices = list(iter(self.sampler))
-        items = [(index, sample_seed(self.seed, epoch, position)) for position, index in enumerate(indices)]
         size = self.local_batch_size
+        # Seeds follow the position in the *global* batch, so an image draws the same augmentation whatever the
+        # number of processes (a run resumed on another world size continues the same data stream).
+        offset = self.rank * size
+        items = [(index, sample_seed(self.seed, epoch, (local // size) * self.batch_size + offset + local % size))
+                 for local, index in enumerate(indices)]
         return [items[i:i + size] for i in range(0, len(items), size)][:len(self)]
 
     def loader(self, epoch: int, start_batch: int = 0) -> DataLoader:

@@ -57,7 +57,9 @@ def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generat
                          numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # A run resumed on a machine with fewer visible GPUs restores the devices it has.
+        for index, device_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(device_state, index)
     for name, generator in (generators or {}).items():
         if name in state["generators"]:
             generator.set_state(state["generators"][name])

@@ -13,6 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import MetricLearningDataset, ReIDDataset
+from ..distributed import (CrossRankBDBLoss, all_reduce_mean, broadcast_buffers, check_lockstep,
+                           convert_sync_batchnorm, lockstep_generator, process_device, wrap_ddp)
 from ..losses.bdb_loss import BDBLoss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -41,13 +43,22 @@ class Trainer:
         config: the run's settings (validated here).
         dataset: a loaded data set; default ``build_dataset(config.dataset, config.data_root)``.
         log: where rank 0's one-line messages go (print by default).
+
+    Under torch.distributed (torchrun; call :func:`bdb_ext.distributed.init_distributed` first) the model runs in
+    DistributedDataParallel, one device per process; each rank loads its identities of every global P x K batch;
+    the drop rectangle comes from a generator in lock-step on all ranks; the triplet terms mine over the global
+    batch (``cross_rank_mining``); ``sync_bn`` converts BatchNorm to SyncBatchNorm. Checkpoints, logs and progress
+    bars are rank 0's; a checkpoint resumes on any number of processes.
     """
 
     def __init__(self, config: TrainConfig, dataset: ReIDDataset | MetricLearningDataset | None = None, *,
                  log: Callable[[str], None] = print) -> None:
         self.config = config.validate()
         self.log = log if is_main_process() else (lambda message: None)
+        self.world_size = get_world_size()
         self.device = resolve_device(config.device)
+        if self.world_size > 1:
+            self.device = process_device(self.device)  # "cuda" -> this process's cuda:LOCAL_RANK
         set_deterministic(config.deterministic)
         seed_everything(config.seed)
         self.dataset = dataset if dataset is not None else load_dataset(config)
@@ -59,20 +70,29 @@ class Trainer:
         self.model = build_model(config, self.num_classes).to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if config.sync_bn and self.world_size > 1:
+            if self.device.type != "cuda":
+                raise ValueError("sync_bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the CPU)")
+            self.model = convert_sync_batchnorm(self.model)
         # The rectangle has its own generator so that its stream is saved, restored and seeded apart from the
-        # augmentation's; every process seeded alike drops the same rectangle.
-        self.drop_generator = torch.Generator(self.device).manual_seed(config.seed + 1)
+        # augmentation's. Under torch.distributed it is seeded with rank 0's seed, so every rank drops the same
+        # rectangle at every iteration without exchanging it (checked once here and after a resume).
+        self.drop_generator = lockstep_generator(config.seed + 1, self.device)
+        check_lockstep(self.drop_generator)
         self.model.drop_pool.generator = self.drop_generator
-        self.criterion = BDBLoss(config.margin, config.label_smoothing, triplet_global=config.weight_triplet_global,
-                                 triplet_bdb=config.weight_triplet_bdb, ce_global=config.weight_ce_global,
-                                 ce_bdb=config.weight_ce_bdb)
+        loss_class = CrossRankBDBLoss if config.cross_rank_mining else BDBLoss
+        self.criterion = loss_class(config.margin, config.label_smoothing,
+                                    triplet_global=config.weight_triplet_global, triplet_bdb=config.weight_triplet_bdb,
+                                    ce_global=config.weight_ce_global, ce_bdb=config.weight_ce_bdb)
         # The official recipe: plain Adam with L2 weight decay on all parameters.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.epochs, config.warmup_epochs,
                                          config.warmup_step, config.milestones)
         self.amp_dtype = amp_dtype(config.amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        # self.model stays the bare module (checkpoints, evaluation); self.forward is what training calls.
+        forward = wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
+        self.forward = torch.compile(forward) if config.compile else forward
         self.output_dir = Path(config.output_dir)
         self.epoch = 0  # the epoch in progress (or next to start)
         self.batch = 0  # the next batch of that epoch
@@ -110,6 +130,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.train_data.sampler.load_state_dict(state["sampler"])
         restore_rng_state(state["rng"], {"drop_rect": self.drop_generator})
+        check_lockstep(self.drop_generator)  # every rank restored the same file, so this should hold
         progress = state["progress"]
         self.epoch, self.batch, self.global_step = progress["epoch"], progress["batch"], progress["global_step"]
         self.best = dict(state["best"])
@@ -161,7 +182,7 @@ class Trainer:
             for images, labels, _ in loader:
                 sums += self.train_step(images, labels)
                 steps += 1
-                images_seen += images.shape[0]
+                images_seen += images.shape[0] * self.world_size  # the global batch
                 self.batch += 1
                 self.global_step += 1
                 bar.update(1)
@@ -176,12 +197,15 @@ class Trainer:
         finally:
             bar.close()
         seconds = time.perf_counter() - start
-        means = (sums / max(steps, 1)).tolist()
+        # One reduction per epoch: the logged losses are the global batch's (the CE terms differ per rank).
+        means = all_reduce_mean(sums / max(steps, 1)).tolist()
         return {**dict(zip(_LOSS_TERMS, means)), "lr": lr, "img_per_s": images_seen / max(seconds, 1e-9),
                 "seconds": seconds}
 
     def evaluate(self) -> Any:
-        """Score the current weights on the test split (see :func:`bdb_ext.engine.evaluate`)."""
+        """Score the current weights on the test split (see :func:`bdb_ext.engine.evaluate`); under
+        torch.distributed every rank extracts a shard with rank 0's weights and running statistics."""
+        broadcast_buffers(self.model)
         return evaluate(self.model, self.dataset, self.config, self.device)
 
     def _after_eval(self, results: Any) -> None:
@@ -211,7 +235,8 @@ class Trainer:
                 json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
         self.log(f"training {self.config.backbone} BDBNet on {self.config.dataset}: {self.num_classes} classes, "
                  f"{len(self.train_data)} batches of {self.config.batch_size} per epoch, {self.config.epochs} "
-                 f"epochs, device {self.device}")
+                 f"epochs, device {self.device}"
+                 + (f", {self.world_size} processes" if self.world_size > 1 else ""))
         while self.epoch < self.config.epochs:
             stats = self.train_epoch(max_steps)
             if stats is None:

@@ -70,6 +70,12 @@ class BDBLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"margin={self.margin}, weights={self.weights}"
 
+    def mining_batch(self, global_feature: torch.Tensor, bdb_feature: torch.Tensor, labels: torch.Tensor,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The features and labels the triplet terms mine over: this batch as is. A subclass widens it (e.g. to
+        the global batch of all processes, :class:`bdb_ext.distributed.CrossRankBDBLoss`)."""
+        return global_feature, bdb_feature, labels
+
     def forward(self, output: object, labels: torch.Tensor) -> BDBLossTerms:
         if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
             raise ValueError(f"labels must be a 1-D int64 tensor, got {labels!r:.80}")
@@ -83,9 +89,10 @@ class BDBLoss(nn.Module):
         if global_feature.shape[0] != labels.shape[0]:
             raise ValueError(f"labels must have one entry per sample: {labels.shape[0]} labels for a batch of "
                              f"{global_feature.shape[0]}")
+        mined_global, mined_bdb, mined_labels = self.mining_batch(global_feature, bdb_feature, labels)
         terms = {
-            "triplet_global": ops.batch_hard_triplet_loss(global_feature, labels, margin=self.margin),
-            "triplet_bdb": ops.batch_hard_triplet_loss(bdb_feature, labels, margin=self.margin),
+            "triplet_global": ops.batch_hard_triplet_loss(mined_global, mined_labels, margin=self.margin),
+            "triplet_bdb": ops.batch_hard_triplet_loss(mined_bdb, mined_labels, margin=self.margin),
             "ce_global": self.cross_entropy(global_logits, labels),
             "ce_bdb": self.cross_entropy(bdb_logits, labels),
         }
