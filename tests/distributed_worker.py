@@ -32,6 +32,44 @@ def tiny_model() -> BDBNet:
     return model
 
 
+class Head(nn.Module):
+    """Features -> a BDBOutput-like tuple: two embeddings and two classifiers."""
+
+    def __init__(self, classes: int = 32) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.embed = nn.Linear(24, 20)
+        self.global_classifier = nn.Linear(8, classes)
+        self.bdb_classifier = nn.Linear(12, classes)
+
+    def forward(self, x: torch.Tensor):
+        from bdb_ext.models import BDBOutput
+
+        e = torch.tanh(self.embed(x))
+        g, b = e[:, :8], e[:, 8:]
+        return BDBOutput(g, b, self.global_classifier(g), self.bdb_classifier(b), torch.zeros(4, dtype=torch.long))
+
+
+def paper_batch(rank: int, world: int) -> dict:
+    data = torch.Generator().manual_seed(11)
+    x = torch.randn(128, 24, generator=data)
+    labels = torch.arange(32).repeat_interleave(4)
+    start, end = shard_bounds(128, rank, world)
+    head = Head()
+    ddp = wrap_ddp(head, torch.device("cpu"))
+    terms = CrossRankBDBLoss(margin=0.3)(ddp(x[start:end]), labels[start:end])
+    terms.total.backward()
+    out = {"paper_loss": all_reduce_mean(torch.stack([t.detach() for t in terms])),
+           "paper_grads": {n: p.grad.clone() for n, p in head.named_parameters()}}
+    if rank == 0:
+        reference = Head()
+        terms = BDBLoss(margin=0.3)(reference(x), labels)
+        terms.total.backward()
+        out["paper_reference_loss"] = torch.stack([t.detach() for t in terms])
+        out["paper_reference_grads"] = {n: p.grad.clone() for n, p in reference.named_parameters()}
+    return out
+
+
 def main(out_path: str) -> None:
     torch.set_num_threads(1)
     init_distributed("cpu")
@@ -72,6 +110,9 @@ def main(out_path: str) -> None:
     everyone = [torch.empty(STEPS, 4, dtype=torch.int64) for _ in range(world)]
     dist.all_gather(everyone, torch.stack(rects))
     report["rects"] = torch.stack(everyone)  # (world, steps, 4)
+
+    # The paper's batch, 32 identities x 4 = 128, as 2 ranks x 64 through a small DDP head (no BatchNorm).
+    report.update(paper_batch(rank, world))
 
     rows = torch.arange(5 * 3, dtype=torch.float32).view(5, 3)
     lo, hi = shard_bounds(5, rank, world)

@@ -74,6 +74,13 @@ def test_two_ranks_with_cross_rank_mining_equal_one_process_on_the_whole_batch(t
     assert not torch.isclose(report["local_triplet_global"], report["reference_loss"][1], rtol=1e-4)
 
 
+def test_two_ranks_of_64_equal_one_process_of_128(two_rank_report):
+    report = two_rank_report
+    torch.testing.assert_close(report["paper_loss"], report["paper_reference_loss"], rtol=1e-5, atol=1e-6)
+    for name, reference in report["paper_reference_grads"].items():
+        torch.testing.assert_close(report["paper_grads"][name], reference, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_gather_rows_restores_the_order(two_rank_report):
     torch.testing.assert_close(two_rank_report["gathered_rows"], torch.arange(15.0).view(5, 3))
 
