@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["register_drop_ops", "no_double_backward"]
+from ._double_backward import refuse_double_backward
+
+__all__ = ["register_drop_ops"]
 
 
 def _dense_format(x: torch.Tensor) -> torch.memory_format:
@@ -23,15 +25,6 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 def _empty_map(like: torch.Tensor, shape, memory_format: torch.memory_format) -> torch.Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=memory_format)
-
-
-def no_double_backward(name: str):
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"{name}: double backward (create_graph=True through bdb_ext's backward) is not supported"
-        )
-
-    return backward
 
 
 def register_drop_ops(ns: str) -> None:
@@ -85,9 +78,4 @@ def register_drop_ops(ns: str) -> None:
 
     torch.library.register_autograd(f"{ns}::drop_pool", pool_backward, setup_context=pool_setup)
 
-    for backward_op in ("_batch_drop_block_backward", "_drop_pool_backward"):
-        torch.library.register_autograd(
-            f"{ns}::{backward_op}",
-            no_double_backward(f"{ns}::{backward_op}"),
-            setup_context=lambda ctx, inputs, output: None,
-        )
+    refuse_double_backward(ns, ("_batch_drop_block_backward", "_drop_pool_backward"))

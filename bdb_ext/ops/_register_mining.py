@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._register_drop import no_double_backward
+from ._double_backward import refuse_double_backward
 
 __all__ = ["register_mining_ops"]
 
@@ -64,9 +64,4 @@ def register_mining_ops(ns: str) -> None:
 
     torch.library.register_autograd(f"{ns}::batch_hard_mine", mine_backward, setup_context=mine_setup)
 
-    for backward_op in ("_pairwise_distance_backward", "_batch_hard_mine_backward"):
-        torch.library.register_autograd(
-            f"{ns}::{backward_op}",
-            no_double_backward(f"{ns}::{backward_op}"),
-            setup_context=lambda ctx, inputs, output: None,
-        )
+    refuse_double_backward(ns, ("_pairwise_distance_backward", "_batch_hard_mine_backward"))

@@ -10,23 +10,14 @@
 #include <cstdint>
 
 #include "macros.h"
+#include "max_candidate.h"
 
 namespace bdb {
 
-template <typename acc_t>
-BDB_INLINE bool mining_is_nan(acc_t v) {
-  return v != v;
-}
-
-// Is (v, idx) a better hardest positive than (best_v, best_idx)?
+// Is (v, idx) a better hardest positive than (best_v, best_idx)? The same order as drop_pool's max.
 template <typename acc_t>
 BDB_INLINE bool positive_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
-  if (idx < 0) return false;
-  if (best_idx < 0) return true;
-  const bool v_nan = mining_is_nan(v);
-  const bool best_nan = mining_is_nan(best_v);
-  if (v_nan || best_nan) return v_nan && (!best_nan || idx < best_idx);
-  return v > best_v || (v == best_v && idx < best_idx);
+  return max_candidate_better(v, idx, best_v, best_idx);
 }
 
 // Is (v, idx) a better hardest negative than (best_v, best_idx)?
@@ -34,8 +25,8 @@ template <typename acc_t>
 BDB_INLINE bool negative_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
   if (idx < 0) return false;
   if (best_idx < 0) return true;
-  const bool v_nan = mining_is_nan(v);
-  const bool best_nan = mining_is_nan(best_v);
+  const bool v_nan = is_nan_value(v);
+  const bool best_nan = is_nan_value(best_v);
   if (v_nan || best_nan) return v_nan && (!best_nan || idx < best_idx);
   return v < best_v || (v == best_v && idx < best_idx);
 }
