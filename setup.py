@@ -64,11 +64,20 @@ def _extension():
     sources = [os.path.join("csrc", "extension.cpp")] + sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     define_macros = [("BDB_TORCH_VERSION", f'"{torch.__version__}"')]
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    cxx_flags = ["-std=c++20", *opt]
+    # at::parallel_for is an inline `#pragma omp parallel`: without -fopenmp the CPU kernels would
+    # silently run on one thread. The libgomp this links is the one torch has already loaded.
+    cxx_flags = ["-std=c++20", "-fopenmp", *opt]
+    link_flags = ["-fopenmp"]
     if debug:
         define_macros.append(("BDB_DEBUG_BUILD", "1"))
     if not with_cuda:
-        return CppExtension("bdb_ext._C", sources, define_macros=define_macros, extra_compile_args={"cxx": cxx_flags})
+        return CppExtension(
+            "bdb_ext._C",
+            sources,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_flags,
+        )
 
     archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or DEFAULT_CUDA_ARCHS
     # torch reads TORCH_CUDA_ARCH_LIST itself to emit -gencode flags; set it so both agree.
@@ -88,6 +97,7 @@ def _extension():
         sources,
         define_macros=define_macros,
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+        extra_link_args=link_flags,
     )
 
 
