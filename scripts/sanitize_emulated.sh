@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Race and memory checks of the CUDA kernels without a GPU: builds the plain C++ emulation programs
-# (tests/emulation/*.cpp: the harness self-test, the drop-kernel driver, the planted-bug kernel; no
-# Python or libtorch in them) with ThreadSanitizer, and separately with AddressSanitizer + UBSan,
-# and runs them. Any sanitizer report or wrong result fails the script.
+# (tests/emulation/*.cpp: the harness self-test, the driver of the drop and mining kernels, the
+# planted-bug kernel; no Python or libtorch in them) with ThreadSanitizer, and separately with
+# AddressSanitizer + UBSan, and runs them. Any sanitizer report or wrong result fails the script.
 #
 # It also proves the checks can fail: the planted missing __syncthreads must give a TSan data race,
 # and the planted off-by-one read must give an ASan heap-buffer-overflow.
@@ -41,23 +41,26 @@ export BDB_EMU_WATCHDOG_S="${BDB_EMU_WATCHDOG_S:-120}"
 start_all=$SECONDS
 failures=()
 
-# name source flags...
+# name source[+source...] flags...
+DRIVER="sanitizer_driver.cpp+sanitizer_mining_cases.cpp"
 builds=(
   "selftest_tsan harness_selftest.cpp ${TSAN[*]}"
-  "driver_tsan sanitizer_driver.cpp ${TSAN[*]}"
+  "driver_tsan $DRIVER ${TSAN[*]}"
   "planted_tsan planted_bug_program.cpp ${TSAN[*]}"
   "planted_tsan_missing_sync planted_bug_program.cpp ${TSAN[*]} -DBDB_PLANT_BUG_MISSING_SYNC"
   "selftest_asan harness_selftest.cpp ${ASAN[*]}"
-  "driver_asan sanitizer_driver.cpp ${ASAN[*]}"
+  "driver_asan $DRIVER ${ASAN[*]}"
   "planted_asan planted_bug_program.cpp ${ASAN[*]}"
   "planted_asan_off_by_one planted_bug_program.cpp ${ASAN[*]} -DBDB_PLANT_BUG_OFF_BY_ONE"
 )
 
 echo "== building ${#builds[@]} sanitized programs in $BUILD ($JOBS at a time)"
 build_one() {
-  local name="$1" source="$2"
+  local name="$1" sources=() k
+  IFS=+ read -r -a sources <<<"$2"
   shift 2
-  if "$CXX" "${BASE[@]}" "$@" "$SRC/$source" -o "$BUILD/$name" >"$BUILD/$name.build.log" 2>&1; then
+  for k in "${!sources[@]}"; do sources[k]="$SRC/${sources[k]}"; done
+  if "$CXX" "${BASE[@]}" "$@" "${sources[@]}" -o "$BUILD/$name" >"$BUILD/$name.build.log" 2>&1; then
     echo "   built $name"
   else
     echo "   BUILD FAILED: $name (log below)"

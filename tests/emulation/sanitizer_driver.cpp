@@ -5,7 +5,9 @@
 //
 // Covers every drop kernel and vector width, both layouts, partial blocks, partial lane groups,
 // early-returning threads, misaligned (scalar) pointers, ties, all-negative maps, empty and full
-// rectangles, and device-resident rectangles that need clamping.
+// rectangles, and device-resident rectangles that need clamping. The mining kernels
+// (pairwise distance, batch-hard select + finalize, backward gather) are in
+// sanitizer_mining_cases.cpp, linked into the same program.
 //
 // Exit status: 0 if every check passed, 1 otherwise (a sanitizer report exits non-zero itself).
 #include <c10/util/BFloat16.h>
@@ -301,6 +303,9 @@ void check_type(const Case& c) {
 
 }  // namespace
 
+// sanitizer_mining_cases.cpp
+void run_mining_cases(bool quick, int& checks, int& failures);
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   std::vector<Case> cases = {
@@ -328,6 +333,7 @@ int main(int argc, char** argv) {
     check_type<c10::Half>(c);
     check_type<c10::BFloat16>(c);
   }
+  run_mining_cases(quick, g_checks, g_failures);
   bdb_emu::shutdown_thread_pool();
   std::printf("%d kernel launches checked, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
