@@ -30,13 +30,16 @@ struct LaunchShape {
 
 BDB_INLINE int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// A grid dimension for `wanted` blocks: at least 1 (empty work still launches a valid grid) and at
+// most `limit` (kernels loop grid-stride over the rest).
+inline int64_t grid_blocks(int64_t wanted, int64_t limit = kMaxElementwiseBlocks) {
+  return wanted < 1 ? 1 : (wanted > limit ? limit : wanted);
+}
+
 // Elementwise kernels: each thread handles `vec` consecutive elements per step.
 inline LaunchShape elementwise_launch(int64_t numel, int vec) {
   const int64_t work = ceil_div(numel, vec);
-  int64_t blocks = ceil_div(work, kElementwiseThreads);
-  if (blocks > kMaxElementwiseBlocks) blocks = kMaxElementwiseBlocks;
-  if (blocks < 1) blocks = 1;
-  return {blocks, kElementwiseThreads};
+  return {grid_blocks(ceil_div(work, kElementwiseThreads)), kElementwiseThreads};
 }
 
 // Plane pooling (NCHW): a group of `group` lanes reduces one H*W plane; `group` is a power of two
@@ -52,10 +55,7 @@ inline PlanePoolShape plane_pool_launch(int64_t planes, int64_t vectors_per_plan
   while (group < kWarpSize && group < vectors_per_plane) group *= 2;
   const int threads = 256;
   const int64_t planes_per_block = threads / group;
-  int64_t blocks = ceil_div(planes, planes_per_block);
-  if (blocks > kMaxElementwiseBlocks) blocks = kMaxElementwiseBlocks;
-  if (blocks < 1) blocks = 1;
-  return {blocks, threads, group};
+  return {grid_blocks(ceil_div(planes, planes_per_block)), threads, group};
 }
 
 // Channel pooling (channels_last): one thread per (n, channel vector), blocks tile the channels.
@@ -102,9 +102,7 @@ inline MiningSelectShape mining_select_launch(int64_t N) {
   if (per_split < 1) per_split = 1;
   splits = ceil_div(tiles, per_split);
   if (splits < 1) splits = 1;
-  int64_t blocks = tiles < kMaxElementwiseBlocks ? tiles : kMaxElementwiseBlocks;
-  if (blocks < 1) blocks = 1;
-  return {blocks, splits, per_split, kMiningThreads};
+  return {grid_blocks(tiles), splits, per_split, kMiningThreads};
 }
 
 // The finalize step of mining: one warp per anchor (merge the splits' winners, then re-measure the
@@ -113,19 +111,14 @@ constexpr int kMiningFinalizeThreads = 256;
 
 inline LaunchShape mining_finalize_launch(int64_t N) {
   const int64_t anchors_per_block = kMiningFinalizeThreads / kWarpSize;
-  int64_t blocks = ceil_div(N, anchors_per_block);
-  if (blocks > kMaxElementwiseBlocks) blocks = kMaxElementwiseBlocks;
-  if (blocks < 1) blocks = 1;
-  return {blocks, kMiningFinalizeThreads};
+  return {grid_blocks(ceil_div(N, anchors_per_block)), kMiningFinalizeThreads};
 }
 
 // Mining backward: one block per output row at a time, threads along the embedding.
 inline LaunchShape mining_backward_launch(int64_t N, int64_t D) {
   int threads = 256;
   while (threads > kWarpSize && threads / 2 >= D) threads /= 2;
-  int64_t blocks = N < kMaxElementwiseBlocks ? N : kMaxElementwiseBlocks;
-  if (blocks < 1) blocks = 1;
-  return {blocks, threads};
+  return {grid_blocks(N), threads};
 }
 
 // pairwise_distance: one block per 32 x 32 output tile (grid x over columns, y over rows, both
@@ -137,13 +130,8 @@ struct PairwiseShape {
 };
 
 inline PairwiseShape pairwise_launch(int64_t N, int64_t M) {
-  int64_t bx = ceil_div(M, kMiningTile);
-  int64_t by = ceil_div(N, kMiningTile);
-  if (bx > kMaxElementwiseBlocks) bx = kMaxElementwiseBlocks;
-  if (by > kMaxGridY) by = kMaxGridY;
-  if (bx < 1) bx = 1;
-  if (by < 1) by = 1;
-  return {bx, by, kMiningThreads};
+  return {grid_blocks(ceil_div(M, kMiningTile)), grid_blocks(ceil_div(N, kMiningTile), kMaxGridY),
+          kMiningThreads};
 }
 
 }  // namespace bdb
