@@ -92,7 +92,7 @@ __global__ void drop_pool_planes_kernel(const scalar_t* __restrict__ x, scalar_t
        first += static_cast<int64_t>(gridDim.x) * planes_per_block) {
     const int64_t plane = first + threadIdx.x / group;
     const bool valid = plane < planes;
-    PoolPartial<acc_t> part{IS_MAX ? acc_t(0) : acc_t(0), -1};
+    PoolPartial<acc_t> part{acc_t(0), -1};
     if (valid) {
       const scalar_t* src = x + plane * hw;
       for (int64_t vi = lane; vi < vectors_per_plane; vi += group) {

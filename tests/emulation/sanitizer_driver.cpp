@@ -22,8 +22,12 @@
 #include <vector>
 
 #include "../../csrc/cuda/drop_kernels.cuh"
+#include "sanitizer_common.h"
 
 namespace {
+
+using sanitizer::as_double;
+using sanitizer::type_name;
 
 int g_checks = 0;
 int g_failures = 0;
@@ -33,14 +37,6 @@ void fail(const std::string& what) {
 }
 
 std::string emulator_error() { return bdb_emu::get_last_error(); }
-
-template <class T>
-const char* type_name() {
-  if constexpr (std::is_same_v<T, float>) return "float";
-  if constexpr (std::is_same_v<T, double>) return "double";
-  if constexpr (std::is_same_v<T, c10::Half>) return "half";
-  if constexpr (std::is_same_v<T, c10::BFloat16>) return "bfloat16";
-}
 
 // An exact-size heap buffer, optionally starting one element into a larger allocation (a pointer
 // aligned only to sizeof(T)).
@@ -105,15 +101,6 @@ double tol() {
   if constexpr (std::is_same_v<T, double>) return 1e-12;
   if constexpr (std::is_same_v<T, float>) return 1e-6;
   return 1e-2;
-}
-
-template <class T>
-double as_double(T v) {
-  if constexpr (std::is_same_v<T, double>) {
-    return v;
-  } else {
-    return static_cast<double>(static_cast<float>(v));
-  }
 }
 
 bool close(double got, double want, double rel) { return std::fabs(got - want) <= rel * (1.0 + std::fabs(want)); }

@@ -21,30 +21,18 @@
 #include <vector>
 
 #include "../../csrc/cuda/mining_kernels.cuh"
+#include "sanitizer_common.h"
 
 namespace {
+
+using sanitizer::as_double;
+using sanitizer::type_name;
 
 int* g_checks_ptr = nullptr;
 int* g_failures_ptr = nullptr;
 
 void fail(const std::string& what) {
   if (++*g_failures_ptr <= 20) std::printf("FAIL %s\n", what.c_str());
-}
-
-template <class T>
-const char* type_name() {
-  if constexpr (std::is_same_v<T, float>) return "float";
-  if constexpr (std::is_same_v<T, double>) return "double";
-  if constexpr (std::is_same_v<T, c10::Half>) return "half";
-}
-
-template <class T>
-double as_double(T v) {
-  if constexpr (std::is_same_v<T, double>) {
-    return v;
-  } else {
-    return static_cast<double>(static_cast<float>(v));
-  }
 }
 
 // Relative tolerance of one rounded output (docs/kernels.md: fp32 within 1e-5 relative, 1e-6 absolute).
