@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..distributed import init_distributed, process_device, shutdown_distributed
-    from ..engine import evaluate, get_world_size, is_main_process, model_from_checkpoint, resolve_device
+    from ..distributed import get_world_size, is_main_process
+    from ..engine import evaluate, model_from_checkpoint, resolve_device
     from ..engine.data import load_dataset
 
     model, stored, _ = model_from_checkpoint(args.checkpoint)

@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..distributed import init_distributed, shutdown_distributed
-    from ..engine import Trainer, is_main_process
+    from ..distributed import is_main_process
+    from ..engine import Trainer
 
     config = config_from_args(args)
     # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.

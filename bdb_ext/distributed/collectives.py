@@ -7,18 +7,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .process_group import get_rank, get_world_size
+
 __all__ = ["all_reduce_mean", "broadcast_object", "gather_rows", "shard_bounds"]
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of ``tensor`` over ranks (a new tensor; ``tensor`` itself is left as it is)."""
-    _, world = _world()
+    world = get_world_size()
     if world == 1:
         return tensor.clone()
     out = tensor.detach().clone()
@@ -40,7 +36,7 @@ def gather_rows(local: torch.Tensor, total: int) -> torch.Tensor:
     Shards can differ by one row and collectives need equal shapes, so each is padded to the largest share and
     trimmed after the gather. ``local`` must live where the backend expects it (CUDA for NCCL).
     """
-    rank, world = _world()
+    rank, world = get_rank(), get_world_size()
     if world == 1:
         return local
     sizes = [shard_bounds(total, r, world) for r in range(world)]
@@ -57,8 +53,7 @@ def gather_rows(local: torch.Tensor, total: int) -> torch.Tensor:
 
 def broadcast_object(value: Any, src: int = 0) -> Any:
     """``value`` of rank ``src`` on every rank (pickled; for small results such as evaluation scores)."""
-    _, world = _world()
-    if world == 1:
+    if get_world_size() == 1:
         return value
     box = [value]
     dist.broadcast_object_list(box, src=src)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 
 from ..losses.bdb_loss import BDBLoss
+from .process_group import get_world_size, is_distributed
 
 __all__ = ["CrossRankBDBLoss", "gather_with_grad"]
 
@@ -32,13 +33,13 @@ __all__ = ["CrossRankBDBLoss", "gather_with_grad"]
 def gather_with_grad(local: torch.Tensor) -> torch.Tensor:
     """Every rank's ``local`` rows concatenated in rank order, differentiable (the gradient of each slice is summed
     over ranks and returned to its owner). ``local`` unchanged outside a process group."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return local
     return torch.cat(dist_fn.all_gather(local.contiguous()), dim=0)
 
 
 def _gather_labels(labels: torch.Tensor) -> torch.Tensor:
-    parts = [torch.empty_like(labels) for _ in range(dist.get_world_size())]
+    parts = [torch.empty_like(labels) for _ in range(get_world_size())]
     dist.all_gather(parts, labels.contiguous())
     return torch.cat(parts)
 
@@ -53,7 +54,7 @@ class CrossRankBDBLoss(BDBLoss):
 
     def mining_batch(self, global_feature: torch.Tensor, bdb_feature: torch.Tensor, labels: torch.Tensor,
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not is_distributed():
             return global_feature, bdb_feature, labels
         # One collective for both features: they travel side by side and are split after the gather.
         width = global_feature.shape[1]

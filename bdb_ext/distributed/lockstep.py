@@ -11,11 +11,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from .process_group import get_world_size, is_distributed
+
 __all__ = ["broadcast_seed", "check_lockstep", "lockstep_generator"]
-
-
-def _initialized() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _collective_device(generator_device: torch.device) -> torch.device:
@@ -27,7 +25,7 @@ def _collective_device(generator_device: torch.device) -> torch.device:
 
 def broadcast_seed(seed: int) -> int:
     """Rank 0's ``seed`` on every rank (``seed`` itself outside a process group)."""
-    if not _initialized():
+    if not is_distributed():
         return int(seed)
     device = _collective_device(torch.device("cpu"))
     value = torch.tensor([int(seed)], dtype=torch.int64, device=device)
@@ -46,7 +44,7 @@ def check_lockstep(generator: torch.Generator, draws: int = 8) -> None:
     The draws come from a copy of the state, which is put back: the stream the training uses is not advanced.
     A no-op outside a process group of more than one process.
     """
-    if not _initialized():
+    if not is_distributed():
         return
     state = generator.get_state()
     try:
@@ -54,7 +52,7 @@ def check_lockstep(generator: torch.Generator, draws: int = 8) -> None:
     finally:
         generator.set_state(state)
     sample = sample.to(_collective_device(generator.device))
-    everyone = [torch.empty_like(sample) for _ in range(dist.get_world_size())]
+    everyone = [torch.empty_like(sample) for _ in range(get_world_size())]
     dist.all_gather(everyone, sample)
     differing = [rank for rank, other in enumerate(everyone) if not torch.equal(other, everyone[0])]
     if differing:

@@ -7,6 +7,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .process_group import is_distributed
+
 __all__ = ["broadcast_buffers", "convert_sync_batchnorm", "wrap_ddp"]
 
 
@@ -35,7 +37,7 @@ def broadcast_buffers(model: nn.Module, src: int = 0) -> None:
     every rank's running statistics with its own shard; before a sharded evaluation, all ranks must score with the
     weights rank 0 checkpoints. A no-op outside a process group.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not is_distributed():
         return
     for buffer in model.buffers():
         dist.broadcast(buffer.data, src=src)

@@ -5,7 +5,6 @@ Data flows one way: data -> model -> losses -> engine; nothing below the engine 
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_from_dict, parse_field_value
-from .distributed import get_rank, get_world_size, is_main_process, rank_zero_only
 from .evaluator import evaluate
 from .metrics_log import MetricsLogger
 from .model_io import build_model, model_from_checkpoint, resolve_device
@@ -19,5 +18,5 @@ __all__ = [
     "save_checkpoint", "load_checkpoint", "build_model", "model_from_checkpoint", "resolve_device",
     "StaircaseSchedule", "CosineSchedule", "build_scheduler",
     "seed_everything", "set_deterministic", "capture_rng_state", "restore_rng_state",
-    "MetricsLogger", "get_rank", "get_world_size", "is_main_process", "rank_zero_only",
+    "MetricsLogger",
 ]

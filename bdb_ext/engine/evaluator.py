@@ -11,11 +11,10 @@ from torch import nn
 
 from ..data import ImageRecord
 from ..data.datasets import MetricLearningDataset, ReIDDataset
-from ..distributed import broadcast_object, gather_rows, shard_bounds
+from ..distributed import broadcast_object, gather_rows, get_rank, get_world_size, shard_bounds
 from ..evaluation import RecallResults, ReIDResults, evaluate_recall, evaluate_reid, extract_features
 from .config import TrainConfig
 from .data import test_loader
-from .distributed import get_rank, get_world_size
 
 __all__ = ["evaluate", "recall_ks", "amp_dtype"]
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .distributed import is_main_process
+from ..distributed import is_main_process
 
 __all__ = ["MetricsLogger", "CSV_COLUMNS"]
 

@@ -19,7 +19,7 @@ from ..losses.bdb_loss import BDBLoss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainBatches, load_dataset
-from .distributed import get_rank, get_world_size, is_main_process
+from ..distributed import get_rank, get_world_size, is_main_process
 from .evaluator import amp_dtype, evaluate
 from .metrics_log import MetricsLogger
 from .model_io import build_model, resolve_device

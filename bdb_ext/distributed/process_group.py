@@ -1,4 +1,6 @@
-"""Starting and stopping the process group from torchrun's environment, and each process's device."""
+"""The process group: starting and stopping it from torchrun's environment, asking it for this process's rank
+and the world size, and picking each process's device. Every "is a process group running?" question in
+bdb_ext goes through :func:`is_distributed` or :func:`get_world_size` here."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistributedEnv", "distributed_env", "init_distributed", "is_distributed", "pick_backend",
-           "process_device", "shutdown_distributed"]
+__all__ = ["DistributedEnv", "distributed_env", "get_rank", "get_world_size", "init_distributed", "is_distributed",
+           "is_main_process", "pick_backend", "process_device", "shutdown_distributed"]
 
 
 class DistributedEnv(NamedTuple):
@@ -30,9 +32,28 @@ def distributed_env() -> DistributedEnv | None:
     return DistributedEnv(rank, world_size, int(os.environ.get("LOCAL_RANK", rank)))
 
 
+def _group_running() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    """This process's global rank (0 when no process group is running)."""
+    return dist.get_rank() if _group_running() else 0
+
+
+def get_world_size() -> int:
+    """The number of processes in the group (1 when no process group is running)."""
+    return dist.get_world_size() if _group_running() else 1
+
+
 def is_distributed() -> bool:
-    """True once a process group of more than one process is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """True once a process group of more than one process is running: the one test for "do collectives"."""
+    return get_world_size() > 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a single process): the process that logs and writes checkpoints."""
+    return get_rank() == 0
 
 
 def pick_backend(device_name: str) -> str:
@@ -65,7 +86,7 @@ def init_distributed(device_name: str = "auto", backend: str | None = None,
         timeout_s: how long a collective may wait for the other ranks before failing.
     """
     env = distributed_env()
-    if env is None or env.world_size == 1 or dist.is_initialized():
+    if env is None or env.world_size == 1 or _group_running():
         return env
     backend = backend or pick_backend(device_name)
     if backend == "nccl":
@@ -77,5 +98,5 @@ def init_distributed(device_name: str = "auto", backend: str | None = None,
 
 def shutdown_distributed() -> None:
     """Leave the process group (no-op when none is running)."""
-    if dist.is_available() and dist.is_initialized():
+    if _group_running():
         dist.destroy_process_group()
