@@ -12,8 +12,10 @@ from .base import ReIDDataset, list_images, resolve_root
 
 __all__ = ["MarketLayoutFolder", "Market1501", "DukeMTMCreID", "parse_market_name", "read_market_folder"]
 
-# The pattern torchreid uses: pid (-1 for junk), then one camera digit (Market names continue with 's<sequence>').
-_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d)")
+# pid (-1 for junk), then the camera number: every digit of it, so that c12 reads as camera 12 in a folder of ten or
+# more cameras (torchreid's one-digit pattern reads it as camera 1). Market names continue with 's<sequence>', Duke
+# names with '_f<frame>', so the digits end at a non-digit either way.
+_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d+)")
 
 SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
