@@ -26,6 +26,11 @@ def parse_market_name(filename: str, num_cameras: int | None = None) -> tuple[in
     camid is 0-based. Raises ValueError when the name does not start with ``<pid>_c<camera>``, the pid is below
     -1, or the camera is outside 1..num_cameras.
     """
+    if not isinstance(filename, str):
+        raise TypeError(f"filename must be a str, got {type(filename).__name__}")
+    if num_cameras is not None and (isinstance(num_cameras, bool) or not isinstance(num_cameras, int)
+                                    or num_cameras < 1):
+        raise ValueError(f"num_cameras must be None or a positive int, got {num_cameras!r}")
     match = _NAME_PATTERN.match(filename)
     if match is None:
         raise ValueError(f"malformed image name {filename!r}: expected '<pid>_c<camera>...', e.g. "
