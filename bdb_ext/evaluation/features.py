@@ -44,7 +44,8 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
         device = first.device if first is not None else torch.device("cpu")
     device = as_device(device, "extract_features: device")
     if amp_dtype is not None and amp_dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"extract_features: amp_dtype must be None, torch.float16 or torch.bfloat16, got {amp_dtype!r}")
+        raise ValueError(f"extract_features: amp_dtype must be None, torch.float16 or torch.bfloat16, "
+                         f"got {amp_dtype!r}")
     was_training = model.training
     model.eval()
     features, pids, camids = [], [], []
