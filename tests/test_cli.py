@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -87,3 +89,95 @@ def test_bad_input_is_a_one_line_error(capsys, tmp_path):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--config", "no-such-preset"])
+
+
+def _one_line_error(capsys, command: str) -> str:
+    """The command's stderr, checked to be exactly one line in the command-line error form."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"bdb-ext {command}: error: "), err
+    return err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--device", "foo"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'foo'"),
+    (["--seed", "-1"], r"seed must be in \[0, 2\*\*63\), got -1"),  # used to fail only at the first epoch
+    (["--set", "lr=inf"], r"lr must be a finite number in \(0, inf\), got inf"),  # used to train to NaN
+    (["--set", "lr=nan"], r"lr must be a finite number"),
+    (["--label-smoothing", "1.5"], r"label_smoothing must be a finite number in \[0, 1\)"),
+])
+def test_bad_settings_are_refused_before_any_work(capsys, tmp_path, flags, message):
+    # The data root does not exist: the settings are refused before anything looks at it.
+    assert main(["train", "--data-root", str(tmp_path / "missing"), *flags]) == 2
+    assert re.search(message, _one_line_error(capsys, "train"))
+
+
+def test_unwritable_output_dir_is_refused_before_the_data_is_read(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for output_dir in (blocker, blocker / "sub"):
+        assert main(["train", "--data-root", str(tmp_path / "missing"), "--output-dir", str(output_dir)]) == 2
+        err = _one_line_error(capsys, "train")
+        assert "output_dir" in err and str(blocker) in err and "missing" not in err.split(str(blocker))[0]
+
+
+@pytest.mark.parametrize("damage", ["folder", "empty", "truncated", "text", "random bytes", "missing"])
+def test_eval_of_a_bad_checkpoint_is_one_line(capsys, trained, tmp_path, damage):
+    _, out = trained
+    path = tmp_path / "ckpt.pt"
+    good = (out / "best.pt").read_bytes()
+    if damage == "folder":
+        path = out
+    elif damage != "missing":
+        path.write_bytes({"empty": b"", "truncated": good[: len(good) // 2], "text": b"hello",
+                          "random bytes": bytes(range(256)) * 8}[damage])
+    assert main(["eval", str(path)]) == 2
+    err = _one_line_error(capsys, "eval")
+    assert str(path) in err
+    expected = {"folder": "is a folder", "missing": "does not exist", "empty": "is an empty file"}
+    assert expected.get(damage, "corrupt") in err
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file"])
+def test_bad_json_path_is_refused_before_evaluating(capsys, trained, tmp_path, monkeypatch, where):
+    import bdb_ext.engine
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the --json path was checked")
+
+    monkeypatch.setattr(bdb_ext.engine, "evaluate", must_not_run)
+    _, out = trained
+    (tmp_path / "file").write_text("")
+    report = tmp_path if where == "folder" else tmp_path / "file" / "m.json"
+    assert main(["eval", str(out / "best.pt"), "--json", str(report)]) == 2
+    assert "--json" in _one_line_error(capsys, "eval")
+
+
+def test_a_corrupt_gallery_image_in_a_worker_is_one_line_naming_it(capsys, trained, tmp_path):
+    root, out = trained
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    victim = sorted((copy / "bounding_box_test").glob("0*.jpg"))[-1]  # not a junk image (-1_...), those are skipped
+    victim.write_bytes(victim.read_bytes()[:40])
+    assert main(["eval", str(out / "best.pt"), "--data-root", str(copy), "--workers", "1"]) == 2
+    err = _one_line_error(capsys, "eval")
+    assert f"cannot read image '{victim}'" in err
+
+
+def test_internal_errors_keep_their_traceback(monkeypatch):
+    import bdb_ext.cli.train
+
+    def bug(args):
+        raise RuntimeError("an internal bug")
+
+    monkeypatch.setattr(bdb_ext.cli.train, "run", bug)
+    with pytest.raises(RuntimeError, match="an internal bug"):
+        main(["train"])
+
+
+def test_exit_status_and_stderr_of_the_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bdb_ext", "eval", str(tmp_path)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"bdb-ext eval: error: checkpoint '{tmp_path}' is a folder; pass a checkpoint file in it, such as "
+        f"'{tmp_path / 'best.pt'}'"]

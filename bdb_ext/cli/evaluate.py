@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
-
 from .config_args import add_config_arguments, config_from_args
+from .paths import writable_file
 
 __all__ = ["add_parser", "run"]
 
@@ -28,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import evaluate, model_from_checkpoint, resolve_device
     from ..engine.data import load_dataset
 
+    report = writable_file(args.json, "--json") if args.json else None  # before, not after, the evaluation
     model, stored, _ = model_from_checkpoint(args.checkpoint)
     # The run's own config, with whatever the command line overrides (data root, re-ranking, flip, ...).
     config = config_from_args(args, extra=stored.to_dict())
@@ -40,9 +39,8 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(model.to(device), load_dataset(config), config, device)
         if is_main_process():
             print(results)
-            if args.json:
-                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(json.dumps(results.as_dict(), indent=2) + "\n", encoding="utf-8")
+            if report is not None:
+                results.to_json(report)
     finally:
         shutdown_distributed()
     return 0

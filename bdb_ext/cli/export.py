@@ -59,7 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine import model_from_checkpoint
+    from .paths import writable_file
 
+    writable_file(args.output, "--output")
     model, config, _ = model_from_checkpoint(args.checkpoint)
     height = args.height or (config.height if config.recipe == "person" else config.crop)
     width = args.width or (config.width if config.recipe == "person" else config.crop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .config_args import add_config_arguments, config_from_args, presets_epilog
+from .paths import writable_folder
 
 __all__ = ["add_parser", "run"]
 
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine import Trainer
 
     config = config_from_args(args)
+    writable_folder(config.output_dir, "output_dir")  # now, not after the data set is read and the model built
     # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.
     init_distributed(config.device)
     try:

@@ -43,7 +43,8 @@ class RandomIdentitySampler(Sampler[int]):
                              f"{labels.shape} and dtype {labels.dtype}")
         for name, value in (("num_instances", num_instances), ("batch_size", batch_size),
                             ("world_size", world_size)):
-            if not isinstance(value, int) or value < 1:
+            # bool is an int subclass, but num_instances=True is a mistake, not K = 1.
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"RandomIdentitySampler: {name} must be a positive int, got {value!r}")
         if batch_size % num_instances:
             raise ValueError(f"RandomIdentitySampler: batch_size ({batch_size}) must be a multiple of "
@@ -52,8 +53,11 @@ class RandomIdentitySampler(Sampler[int]):
         if self.num_identities_per_batch % world_size:
             raise ValueError(f"RandomIdentitySampler: the {self.num_identities_per_batch} identities of a batch "
                              f"must split evenly over world_size={world_size}")
-        if not isinstance(rank, int) or not 0 <= rank < world_size:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"RandomIdentitySampler: rank must be an int in [0, {world_size}), got {rank!r}")
+        # numpy's seed sequences take non-negative ints only; checked here rather than at the first epoch.
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"RandomIdentitySampler: seed must be a non-negative int, got {seed!r}")
         identities, inverse = np.unique(labels, return_inverse=True)
         if len(identities) < self.num_identities_per_batch:
             raise ValueError(f"RandomIdentitySampler: a batch needs {self.num_identities_per_batch} identities "

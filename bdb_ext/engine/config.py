@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 __all__ = ["TrainConfig", "config_from_dict", "parse_field_value", "field_types"]
 
@@ -94,9 +97,45 @@ class TrainConfig:
         if self.batch_size % self.num_instances:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_instances "
                              f"({self.num_instances})")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        self._validate_numbers()
+        self._validate_runtime()
         return self
+
+    def _validate_numbers(self) -> None:
+        # "not x > 0" rather than "x <= 0": NaN compares false with everything and must be refused too.
+        # lr=inf used to train to NaN weights whose features still ranked at a plausible mAP.
+        ranges = {  # name: (lowest, lowest allowed, highest, highest allowed)
+            "lr": (0.0, False, math.inf, False), "weight_decay": (0.0, True, math.inf, False),
+            "label_smoothing": (0.0, True, 1.0, False), "h_ratio": (0.0, False, 1.0, True),
+            "w_ratio": (0.0, False, 1.0, True), "margin": (0.0, True, math.inf, False),
+            **{name: (0.0, True, math.inf, False) for name in (
+                "weight_triplet_global", "weight_triplet_bdb", "weight_ce_global", "weight_ce_bdb")},
+        }
+        for name, (low, low_ok, high, high_ok) in ranges.items():
+            value = getattr(self, name)
+            if value is None and name == "margin":
+                continue
+            above = value >= low if low_ok else value > low
+            below = value <= high if high_ok else value < high
+            if not (above and below):
+                interval = f"{'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+                raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+        for name in ("test_size", "ap_cutoff"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be none or >= 1, got {getattr(self, name)}")
+        if any(m < 1 for m in self.milestones) or self.milestones != sorted(self.milestones):
+            raise ValueError(f"milestones must be epochs >= 1 in increasing order, got {self.milestones}")
+
+    def _validate_runtime(self) -> None:
+        # numpy seed sequences (the sampler) take non-negative ints, torch generators at most 2**64 - 1, and the
+        # drop rectangle's generator is seeded with seed + 1.
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {self.seed}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

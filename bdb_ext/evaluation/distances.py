@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._inputs import as_tensor
+from ._inputs import as_tensor, check_finite, positive_int
 
 __all__ = ["pairwise_distances", "METRICS"]
 
@@ -27,13 +27,19 @@ def pairwise_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str =
     """
     if metric not in METRICS:
         raise ValueError(f"pairwise_distances: metric must be one of {METRICS}, got {metric!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"pairwise_distances: chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = positive_int(chunk_size, "pairwise_distances: chunk_size")
     query = as_tensor(query, "query", 2)
     gallery = as_tensor(gallery, "gallery", 2, device=query.device)
     if query.shape[1] != gallery.shape[1]:
         raise ValueError(f"pairwise_distances: query and gallery feature sizes differ: {query.shape[1]} vs "
                          f"{gallery.shape[1]}")
+    return distances_of_checked(query, gallery, metric, chunk_size)
+
+
+def distances_of_checked(query: torch.Tensor, gallery: torch.Tensor, metric: str, chunk_size: int) -> torch.Tensor:
+    """:func:`pairwise_distances` of inputs that :func:`as_tensor` already checked (callers that compute distances
+    block by block check their features once, not once per block). The result is checked to be finite: finite
+    float32 features above about 1e19 overflow when squared."""
     dtype = torch.promote_types(query.dtype, gallery.dtype)
     query, gallery = query.to(dtype), gallery.to(dtype)
     out = torch.empty(query.shape[0], gallery.shape[0], dtype=dtype, device=query.device)
@@ -45,7 +51,7 @@ def pairwise_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str =
             chunk = out[start:start + chunk_size]
             torch.matmul(query[start:start + chunk_size], gallery.T, out=chunk)
             chunk.neg_().add_(1.0)
-        return out
+        return _checked(out)
 
     gallery_sq = gallery.square().sum(dim=1)
     for start in range(0, query.shape[0], chunk_size):
@@ -55,4 +61,9 @@ def pairwise_distances(query: torch.Tensor, gallery: torch.Tensor, metric: str =
         chunk.add_(q.square().sum(dim=1, keepdim=True)).clamp_(min=0.0)
         if metric == "euclidean":
             chunk.sqrt_()
-    return out
+    return _checked(out)
+
+
+def _checked(distances: torch.Tensor) -> torch.Tensor:
+    return check_finite(distances, "the distance matrix of the query and gallery features",
+                        "; the features are finite, so they overflowed: scale them down or pass float64")

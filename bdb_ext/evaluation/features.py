@@ -7,6 +7,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from ._inputs import as_device
+
 __all__ = ["extract_features"]
 
 
@@ -33,12 +35,17 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
         progress: show a tqdm progress bar (needs tqdm).
 
     Returns:
-        features (N, D) float32 on the CPU, pids (N,) int64, camids (N,) int64.
+        features (N, D) float32 on the CPU, pids (N,) int64, camids (N,) int64. Features are returned as the model
+        gave them; every metric refuses NaN or inf features with an error counting the rows (not here, because
+        under torch.distributed one rank raising alone would leave the others waiting in the gather).
     """
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = as_device(device, "extract_features: device")
+    if amp_dtype is not None and amp_dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(f"extract_features: amp_dtype must be None, torch.float16 or torch.bfloat16, "
+                         f"got {amp_dtype!r}")
     was_training = model.training
     model.eval()
     features, pids, camids = [], [], []

@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._inputs import LabelsLike, as_labels, as_tensor
-from .distances import pairwise_distances
+from ._inputs import LabelsLike, as_labels, as_tensor, positive_int
+from .distances import METRICS, distances_of_checked
 
 __all__ = ["recall_at_k", "recall_at_k_query_gallery"]
 
 
 def _check_ks(ks: Sequence[int], limit: int, what: str) -> list[int]:
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence | np.ndarray):
+        raise TypeError(f"ks must be a sequence of positive ints, got {type(ks).__name__}")
     ks = list(ks)
-    if not ks or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in ks):
+    if not ks or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in ks):
         raise ValueError(f"ks must be a non-empty sequence of positive ints, got {ks!r}")
     if max(ks) > limit:
         raise ValueError(f"ks holds {max(ks)} but there are only {limit} {what}")
@@ -24,12 +26,15 @@ def _check_ks(ks: Sequence[int], limit: int, what: str) -> list[int]:
 
 def _recall(query: torch.Tensor, gallery: torch.Tensor, q_labels: torch.Tensor, g_labels: torch.Tensor,
             ks: list[int], metric: str, chunk_size: int, exclude_self: bool) -> dict[int, float]:
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    chunk_size = positive_int(chunk_size, "chunk_size")
     # Squared Euclidean ranks exactly as Euclidean and skips the square root.
     metric = "sqeuclidean" if metric == "euclidean" else metric
     hits = torch.zeros(len(ks), dtype=torch.long)
     k_max = max(ks)
     for start in range(0, query.shape[0], chunk_size):
-        dist = pairwise_distances(query[start:start + chunk_size], gallery, metric=metric)
+        dist = distances_of_checked(query[start:start + chunk_size], gallery, metric, chunk_size)
         if exclude_self:
             rows = torch.arange(dist.shape[0], device=dist.device)
             dist[rows, rows + start] = float("inf")
@@ -69,6 +74,9 @@ def recall_at_k_query_gallery(query: torch.Tensor | np.ndarray, gallery: torch.T
     """
     query = as_tensor(query, "query", 2)
     gallery = as_tensor(gallery, "gallery", 2, device=query.device)
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(f"recall_at_k_query_gallery: query and gallery feature sizes differ: {query.shape[1]} vs "
+                         f"{gallery.shape[1]}")
     q_labels = as_labels(query_labels, "query_labels", query.shape[0], query.device)
     g_labels = as_labels(gallery_labels, "gallery_labels", gallery.shape[0], query.device)
     ks = _check_ks(ks, gallery.shape[0], "gallery items")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._inputs import LabelsLike, as_labels, as_tensor
+from ._inputs import LabelsLike, as_labels, as_tensor, positive_int
 
 __all__ = ["RankMetrics", "rank_metrics", "cuhk03_rank_metrics"]
 
@@ -43,7 +43,8 @@ class RankMetrics:
     ap_cutoff: int | None = None
 
 
-def _check_inputs(distmat, query_pids, gallery_pids, query_camids, gallery_camids, max_rank, ap_cutoff):
+def _check_inputs(distmat, query_pids, gallery_pids, query_camids, gallery_camids, max_rank, ap_cutoff, chunk_size):
+    positive_int(chunk_size, "chunk_size")
     dist = as_tensor(distmat, "distmat", 2)
     num_q, num_g = dist.shape
     if num_q == 0 or num_g == 0:
@@ -52,9 +53,9 @@ def _check_inputs(distmat, query_pids, gallery_pids, query_camids, gallery_camid
     labels = (as_labels(query_pids, "query_pids", num_q, dev), as_labels(gallery_pids, "gallery_pids", num_g, dev),
               as_labels(query_camids, "query_camids", num_q, dev),
               as_labels(gallery_camids, "gallery_camids", num_g, dev))
-    if not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive int, got {max_rank!r}")
-    if ap_cutoff is not None and (not isinstance(ap_cutoff, int) or ap_cutoff < 1):
+    positive_int(max_rank, "max_rank")
+    if ap_cutoff is not None and (isinstance(ap_cutoff, bool) or not isinstance(ap_cutoff, (int, np.integer))
+                                  or ap_cutoff < 1):
         raise ValueError(f"ap_cutoff must be None or a positive int, got {ap_cutoff!r}")
     return dist, labels
 
@@ -94,7 +95,9 @@ def rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids: LabelsLike, gal
     Raises ValueError if no query has a valid match.
     """
     dist, (q_pids, g_pids, q_cams, g_cams) = _check_inputs(distmat, query_pids, gallery_pids, query_camids,
-                                                           gallery_camids, max_rank, ap_cutoff)
+                                                           gallery_camids, max_rank, ap_cutoff, chunk_size)
+    max_rank, chunk_size = int(max_rank), int(chunk_size)
+    ap_cutoff = None if ap_cutoff is None else int(ap_cutoff)
     num_q = dist.shape[0]
     first_rank = torch.full((num_q,), -1, dtype=torch.long, device=dist.device)
     ap = torch.full((num_q,), float("nan"), dtype=torch.float64, device=dist.device)
@@ -131,16 +134,18 @@ def cuhk03_rank_metrics(distmat: torch.Tensor | np.ndarray, query_pids: LabelsLi
     remaining image; the CMC of that reduced ranking is averaged over ``num_repeats`` draws (seeded). mAP and mINP
     use the full ranking, as torchreid does. The CUHK03 *new* protocol (767/700) uses :func:`rank_metrics`.
     """
-    if not isinstance(num_repeats, int) or num_repeats < 1:
-        raise ValueError(f"num_repeats must be a positive int, got {num_repeats!r}")
+    positive_int(num_repeats, "num_repeats")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an int in [0, 2**63), got {seed!r}")
     full = rank_metrics(distmat, query_pids, gallery_pids, query_camids, gallery_camids, max_rank,
                         chunk_size=chunk_size)
     dist, (q_pids, g_pids, q_cams, g_cams) = _check_inputs(distmat, query_pids, gallery_pids, query_camids,
-                                                           gallery_camids, max_rank, None)
+                                                           gallery_camids, max_rank, None, chunk_size)
+    max_rank, chunk_size, num_repeats = int(max_rank), int(chunk_size), int(num_repeats)
     num_q, num_g = dist.shape
     _, identity = torch.unique(g_pids, return_inverse=True)
     num_ids = int(identity.max()) + 1
-    generator = torch.Generator(device=dist.device).manual_seed(seed)
+    generator = torch.Generator(device=dist.device).manual_seed(int(seed))
     valid = torch.as_tensor(full.first_match_rank > 0, device=dist.device)
     cmc = np.zeros(max_rank)
     for start in range(0, num_q, chunk_size):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._inputs import as_tensor
-from .distances import pairwise_distances
+from ._inputs import as_device, as_tensor, positive_int
+from .distances import distances_of_checked
 
 __all__ = ["re_ranking", "re_ranking_features"]
 
@@ -61,7 +61,7 @@ class _FeatureSource:
         self.features, self.pair_chunk = features, pair_chunk
 
     def squared_rows(self, a: int, b: int) -> torch.Tensor:
-        return pairwise_distances(self.features[a:b], self.features, metric="sqeuclidean")
+        return distances_of_checked(self.features[a:b], self.features, "sqeuclidean", b - a)
 
     def squared_pairs(self, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         out = torch.empty(i.shape, dtype=self.features.dtype, device=self.features.device)
@@ -116,6 +116,11 @@ def _runs(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 def _re_rank(source: _MatrixSource | _FeatureSource, num_q: int, num_g: int, k1: int, k2: int,
              lambda_value: float, chunk_size: int, device: torch.device, pair_budget: int) -> torch.Tensor:
     num = num_q + num_g
+    # The published code slices the N x N argsort: [:k1 + 1], [:round(k1 / 2) + 1] and [:k2] silently stop at N on a
+    # set smaller than k, and its query expansion averages over those N neighbours. The slices below are clamped
+    # the same way; k2 is clamped here because it is also the divisor of that average. (k1 is not: the published
+    # round(k1 / 2) uses the unclamped k1.)
+    k2 = min(k2, num)
     boundaries = list(_blocks(0, num_q, chunk_size)) + list(_blocks(num_q, num, chunk_size))
 
     # 1. Neighbour table: only the first max(k1 + 1, k2) columns of the published full argsort are ever read.
@@ -220,13 +225,16 @@ def _query_blocks(pairs: np.ndarray, max_rows: int, budget: int):
         a = b
 
 
-def _check_k(k1: int, k2: int, lambda_value: float) -> None:
-    if not isinstance(k1, int) or k1 < 1:
-        raise ValueError(f"re_ranking: k1 must be a positive int, got {k1!r}")
-    if not isinstance(k2, int) or k2 < 1:
-        raise ValueError(f"re_ranking: k2 must be a positive int, got {k2!r}")
+def _check_settings(k1: int, k2: int, lambda_value: float, chunk_size: int, pair_budget: int,
+                    ) -> tuple[int, int, float, int, int]:
+    """The settings checked and as plain Python numbers; k1 and k2 larger than the set are allowed (clamped)."""
+    k1, k2 = positive_int(k1, "re_ranking: k1"), positive_int(k2, "re_ranking: k2")
+    if isinstance(lambda_value, bool) or not isinstance(lambda_value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"re_ranking: lambda_value must be a float in [0, 1], got {type(lambda_value).__name__}")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"re_ranking: lambda_value must be in [0, 1], got {lambda_value!r}")
+    return (k1, k2, float(lambda_value), positive_int(chunk_size, "re_ranking: chunk_size"),
+            positive_int(pair_budget, "re_ranking: pair_budget"))
 
 
 def re_ranking(q_g_dist: torch.Tensor | np.ndarray, q_q_dist: torch.Tensor | np.ndarray,
@@ -247,9 +255,9 @@ def re_ranking(q_g_dist: torch.Tensor | np.ndarray, q_q_dist: torch.Tensor | np.
     Returns:
         (Q, G) float32 tensor on ``device``: (1 - lambda) * Jaccard distance + lambda * normalised squared distance.
     """
-    _check_k(k1, k2, lambda_value)
+    k1, k2, lambda_value, chunk_size, pair_budget = _check_settings(k1, k2, lambda_value, chunk_size, pair_budget)
     q_g = as_tensor(q_g_dist, "q_g_dist", 2)
-    device = torch.device(device) if device is not None else q_g.device
+    device = as_device(device, "re_ranking: device") if device is not None else q_g.device
     q_q = as_tensor(q_q_dist, "q_q_dist", 2, device=q_g.device)
     g_g = as_tensor(g_g_dist, "g_g_dist", 2, device=q_g.device)
     num_q, num_g = q_g.shape
@@ -268,13 +276,16 @@ def re_ranking_features(query: torch.Tensor | np.ndarray, gallery: torch.Tensor 
                         chunk_size: int = 1024, pair_budget: int = 4_000_000) -> torch.Tensor:
     """:func:`re_ranking` on the Euclidean distances of (Q, D) query and (G, D) gallery features, computed block by
     block so that the (G, G) gallery distance matrix is never held (about 1 GB at Market-1501 size)."""
-    _check_k(k1, k2, lambda_value)
+    k1, k2, lambda_value, chunk_size, pair_budget = _check_settings(k1, k2, lambda_value, chunk_size, pair_budget)
     query = as_tensor(query, "query", 2)
-    device = torch.device(device) if device is not None else query.device
+    device = as_device(device, "re_ranking_features: device") if device is not None else query.device
     gallery = as_tensor(gallery, "gallery", 2, device=query.device)
     if query.shape[1] != gallery.shape[1]:
         raise ValueError(f"re_ranking_features: query and gallery feature sizes differ: {query.shape[1]} vs "
                          f"{gallery.shape[1]}")
+    if query.shape[0] == 0 or gallery.shape[0] == 0:
+        raise ValueError(f"re_ranking_features: query and gallery must be non-empty, got {query.shape[0]} and "
+                         f"{gallery.shape[0]} rows")
     features = torch.cat([query, gallery.to(query.dtype)]).to(device)
     with torch.no_grad():
         return _re_rank(_FeatureSource(features), query.shape[0], gallery.shape[0], k1, k2, lambda_value,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from fake_trees import write_image
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from bdb_ext.data import ImageDataset, ImageRecord, build_transforms
@@ -34,3 +36,19 @@ def test_bad_records(tmp_path: Path) -> None:
         ImageDataset([("a.jpg", 1)])
     with pytest.raises(FileNotFoundError):
         ImageDataset([ImageRecord(str(tmp_path / "missing.jpg"), 0, 0)])[0]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not an image"])
+def test_unreadable_images_name_their_path(tmp_path: Path, damage: str) -> None:
+    # Pillow says only "Truncated File Read" or "image file is truncated"; which of 30,000 files was it?
+    path = write_image(tmp_path / "0001_c1s1_000001_01.jpg", 1)
+    Image.new("RGB", (64, 128), (10, 200, 30)).save(path, quality=95)
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "not an image": b"GIF89a-ish"}[damage])
+    dataset = ImageDataset([ImageRecord(str(path), 1, 0)])
+    with pytest.raises(OSError, match=f"cannot read image '{re.escape(str(path))}'"):
+        dataset[0]
+    # Through DataLoader worker processes the message still names the file.
+    loader = DataLoader(dataset, batch_size=1, num_workers=1)
+    with pytest.raises(OSError, match=re.escape(str(path))):
+        next(iter(loader))

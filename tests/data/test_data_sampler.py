@@ -109,6 +109,15 @@ def test_errors() -> None:
         RandomIdentitySampler([0.5, 1.5])
 
 
+@pytest.mark.parametrize(("argument", "value"), [("num_instances", True), ("batch_size", True), ("world_size", True),
+                                                 ("rank", False), ("seed", -1), ("seed", 1.5), ("seed", True)])
+def test_bools_and_negative_seeds_are_refused(argument: str, value: object) -> None:
+    # num_instances=True used to mean K = 1; seed=-1 used to fail only when the first epoch was drawn.
+    kwargs = {"num_instances": 2, "batch_size": 4, "seed": 0, "rank": 0, "world_size": 1, argument: value}
+    with pytest.raises(ValueError, match=f"{argument} must be .*got {value!r}"):
+        RandomIdentitySampler(list(range(8)), **kwargs)
+
+
 @settings(max_examples=40, deadline=None)
 @given(counts=st.lists(st.integers(1, 9), min_size=2, max_size=30), k=st.integers(1, 4), p=st.integers(1, 4),
        seed=st.integers(0, 2**32 - 1))

@@ -87,10 +87,39 @@ def test_malformed_names_raise(tmp_path: Path, bad_name: str) -> None:
         Market1501(tmp_path)
 
 
-@given(pid=st.integers(-1, 99999), cam=st.integers(1, 9), rest=st.text("s0123456789_", max_size=12))
+# After the camera number comes a non-digit in every real layout: 's<sequence>' (Market), '_f<frame>' (Duke),
+# '_<index>' (CUHK03-NP).
+@given(pid=st.integers(-1, 99999), cam=st.integers(1, 99), rest=st.from_regex(r"[s_][s0-9_]{0,11}", fullmatch=True))
 def test_parse_market_name_round_trip(pid: int, cam: int, rest: str) -> None:
     name = f"{pid:04d}_c{cam}{rest}.jpg" if pid >= 0 else f"-1_c{cam}{rest}.jpg"
-    assert parse_market_name(name, num_cameras=9) == (pid, cam - 1)
+    assert parse_market_name(name, num_cameras=99) == (pid, cam - 1)
+
+
+@pytest.mark.parametrize("name", ["0002_c12s1_000451_03.jpg", "0002_c12_f0046182.jpg", "0002_c12_3.png"])
+def test_multi_digit_cameras(name: str) -> None:
+    # A one-digit pattern read c12 as camera 1, so in folders of 10+ cameras the same-camera filter was wrong.
+    assert parse_market_name(name) == (2, 11)
+    assert parse_market_name(name, num_cameras=12) == (2, 11)
+    with pytest.raises(ValueError, match="camera must be 1..6, got 12"):
+        parse_market_name(name, num_cameras=6)
+
+
+@pytest.mark.parametrize("duke_names", [False, True])
+def test_folder_with_twelve_cameras(tmp_path: Path, duke_names: bool) -> None:
+    expected = write_market(tmp_path, cameras=12, duke_names=duke_names)
+    data = MarketLayoutFolder(tmp_path)
+    assert sorted(pid_cam(data.train)) == sorted(relabelled(expected["train"]))
+    assert 11 in {camid for _, camid in pid_cam(data.train)}  # pid 9 seen by camera 12
+    # The fixed-camera data sets refuse the name instead of reading camera 1.
+    with pytest.raises(ValueError, match="camera must be 1..(6|8), got 12"):
+        (DukeMTMCreID if duke_names else Market1501)(tmp_path)
+
+
+def test_cuhk03_np_refuses_a_third_camera(tmp_path: Path) -> None:
+    write_cuhk03_np(tmp_path, "detected")
+    write_image(tmp_path / "cuhk03-np" / "detected" / "query" / "0010_c12_9.png")
+    with pytest.raises(ValueError, match="camera must be 1..2, got 12"):
+        CUHK03(tmp_path, split="detected")
 
 
 @pytest.mark.parametrize("split", ["detected", "labeled"])

@@ -115,6 +115,8 @@ def test_cuhk03_single_gallery_shot() -> None:
     num_q = 1000
     distmat = np.tile([0.1, 0.2, 0.3], (num_q, 1))
     result = cuhk03_rank_metrics(distmat, [1] * num_q, [1, 2, 1], [0] * num_q, [1, 1, 1], max_rank=2, seed=3)
+    # torch's CPU generator (mt19937) draws the same numbers on every x86-64 CPU, so this value is machine-independent;
+    # the bounds are also +-6 standard deviations of the 1000 x 10 fair draws, so any seed passes.
     assert result.cmc[1] == 1.0 and 0.47 < result.cmc[0] < 0.53
     again = cuhk03_rank_metrics(distmat, [1] * num_q, [1, 2, 1], [0] * num_q, [1, 1, 1], max_rank=2, seed=3)
     assert again.cmc.tolist() == result.cmc.tolist()

@@ -68,6 +68,10 @@ def clustered_problem(seed: int, num_q: int, num_g: int, dim: int = 16, clusters
                           (12, 60, 7, 6, 1.0)])
 def test_matches_published_algorithm(num_q: int, num_g: int, k1: int, k2: int, lam: float) -> None:
     features, q_g, q_q, g_g = clustered_problem(num_q + num_g, num_q, num_g)
+    # Why 2e-6 holds on any CPU: the matrices are built elementwise in numpy float64 (no BLAS), and both sides square
+    # and normalise them elementwise, which rounds identically everywhere. The features form computes its float64
+    # distances with a BLAS (machine-dependent at ~1e-15 relative) before rounding to float32: a neighbour order can
+    # change only if two distances of a row lie within that, which continuous random features do not produce.
     expected = published_re_ranking(q_g, q_q, g_g, k1, k2, lam)
     got = re_ranking(torch.from_numpy(q_g), torch.from_numpy(q_q), torch.from_numpy(g_g), k1, k2, lam,
                      chunk_size=16, pair_budget=300)
@@ -77,6 +81,32 @@ def test_matches_published_algorithm(num_q: int, num_g: int, k1: int, k2: int, l
     np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1, k2, lam).numpy(), expected, atol=2e-6)
     np.testing.assert_allclose(re_ranking_features(features[:num_q], features[num_q:], k1, k2, lam).numpy(),
                                expected, atol=2e-6)
+
+
+def test_issue_reproducer_small_set_with_default_k() -> None:
+    # k2 = 6 > Q + G = 5 used to raise "repeats must have the same size".
+    query, gallery = torch.randn(2, 4), torch.randn(3, 4)
+    got = re_ranking_features(query, gallery)
+    assert got.shape == (2, 3) and torch.isfinite(got).all()
+
+
+@pytest.mark.parametrize(("num_q", "num_g", "k1", "k2"),
+                         [(2, 3, 20, 6), (1, 1, 20, 6), (3, 4, 5, 10), (2, 3, 1, 7), (4, 5, 8, 9), (3, 9, 30, 2)])
+def test_k_larger_than_the_set_matches_published_slicing(num_q: int, num_g: int, k1: int, k2: int) -> None:
+    # The published code slices its argsort with [:k1 + 1] and [:k2], which stop at the set size; k1 and k2 larger
+    # than Q + G must give exactly that, and the same as k clamped to the set size.
+    features, q_g, q_q, g_g = clustered_problem(num_q * num_g, num_q, num_g, clusters=2)
+    expected = published_re_ranking(q_g, q_q, g_g, k1, k2)
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1, k2).numpy(), expected, atol=2e-6)
+    np.testing.assert_allclose(re_ranking_features(features[:num_q], features[num_q:], k1, k2).numpy(), expected,
+                               atol=2e-6)
+    num = num_q + num_g
+    clamped = re_ranking(q_g, q_q, g_g, k1, min(k2, num))
+    assert torch.equal(re_ranking(q_g, q_q, g_g, k1, k2), clamped)
+    if round(k1 / 2) + 1 >= num:
+        # k1 only matters through slices of width k1 + 1 and round(k1 / 2) + 1: once both cover the whole set, a
+        # larger k1 changes nothing.
+        assert torch.equal(re_ranking(q_g, q_q, g_g, k1 + 100, k2), re_ranking(q_g, q_q, g_g, k1, k2))
 
 
 def test_float32_inputs_with_rounding_asymmetry() -> None:

@@ -8,7 +8,17 @@ from pathlib import Path
 
 from ..records import IMAGE_EXTENSIONS, ImageRecord, relabel
 
-__all__ = ["ReIDDataset", "MetricLearningDataset", "resolve_root", "list_images"]
+__all__ = ["ReIDDataset", "MetricLearningDataset", "resolve_root", "root_folder", "list_images"]
+
+
+def root_folder(root: str | os.PathLike, dataset: str) -> Path:
+    """``root`` as an existing folder: TypeError for anything but a str or path, FileNotFoundError when missing."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"{dataset}: root must be a str or os.PathLike, got {type(root).__name__}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{dataset}: root folder {str(root)!r} does not exist or is not a folder")
+    return root
 
 
 def resolve_root(root: str | os.PathLike, dataset: str, required: Sequence[str],
@@ -18,11 +28,7 @@ def resolve_root(root: str | os.PathLike, dataset: str, required: Sequence[str],
     Data sets are unpacked in several ways (torchreid nests them, the archives add a versioned folder), so each
     class lists the nestings it accepts. The error names what is missing where, and every place that was tried.
     """
-    if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"{dataset}: root must be a str or os.PathLike, got {type(root).__name__}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{dataset}: root folder {str(root)!r} does not exist or is not a folder")
+    root = root_folder(root, dataset)
     candidates = [root] + [root / sub for sub in subfolders]
     for base in candidates:
         if all((base / entry).exists() for entry in required):

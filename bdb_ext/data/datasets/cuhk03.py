@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..records import ImageRecord
-from .base import ReIDDataset
+from .base import ReIDDataset, root_folder
 from .market_layout import SPLIT_FOLDERS, read_market_folder
 
 __all__ = ["CUHK03", "extract_cuhk03_images"]
@@ -120,9 +120,7 @@ class CUHK03(ReIDDataset):
             raise ValueError(f"CUHK03: split must be 'detected' or 'labeled', got {split!r}")
         self.name = f"cuhk03-{split}"
         self.split = split
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"CUHK03: root folder {str(root)!r} does not exist or is not a folder")
+        root = root_folder(root, "CUHK03")
 
         np_folder = _find_np_folder(root, split)
         if np_folder is not None:

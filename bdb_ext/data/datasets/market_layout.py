@@ -12,8 +12,10 @@ from .base import ReIDDataset, list_images, resolve_root
 
 __all__ = ["MarketLayoutFolder", "Market1501", "DukeMTMCreID", "parse_market_name", "read_market_folder"]
 
-# The pattern torchreid uses: pid (-1 for junk), then one camera digit (Market names continue with 's<sequence>').
-_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d)")
+# pid (-1 for junk), then the camera number: every digit of it, so that c12 reads as camera 12 in a folder of ten or
+# more cameras (torchreid's one-digit pattern reads it as camera 1). Market names continue with 's<sequence>', Duke
+# names with '_f<frame>', so the digits end at a non-digit either way.
+_NAME_PATTERN = re.compile(r"(-?\d+)_c(\d+)")
 
 SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
@@ -24,6 +26,11 @@ def parse_market_name(filename: str, num_cameras: int | None = None) -> tuple[in
     camid is 0-based. Raises ValueError when the name does not start with ``<pid>_c<camera>``, the pid is below
     -1, or the camera is outside 1..num_cameras.
     """
+    if not isinstance(filename, str):
+        raise TypeError(f"filename must be a str, got {type(filename).__name__}")
+    if num_cameras is not None and (isinstance(num_cameras, bool) or not isinstance(num_cameras, int)
+                                    or num_cameras < 1):
+        raise ValueError(f"num_cameras must be None or a positive int, got {num_cameras!r}")
     match = _NAME_PATTERN.match(filename)
     if match is None:
         raise ValueError(f"malformed image name {filename!r}: expected '<pid>_c<camera>...', e.g. "

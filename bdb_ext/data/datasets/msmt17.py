@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..records import ImageRecord
-from .base import ReIDDataset
+from .base import ReIDDataset, root_folder
 
 __all__ = ["MSMT17"]
 
@@ -47,9 +47,7 @@ class MSMT17(ReIDDataset):
     name = "msmt17"
 
     def __init__(self, root: str | os.PathLike, include_val: bool = False) -> None:
-        root = Path(root).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"MSMT17: root folder {str(root)!r} does not exist or is not a folder")
+        root = root_folder(root, "MSMT17")
         candidates = [root] + [root / parent / version for parent in ("", "msmt17") for version in _VERSIONS]
         required_lists = ("list_train.txt", "list_query.txt", "list_gallery.txt")
         found = next(((base, train_dir, test_dir) for base in candidates for train_dir, test_dir in _VERSIONS.values()
