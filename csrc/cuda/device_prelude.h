@@ -11,7 +11,7 @@
 
 #include <ATen/OpMathType.h>
 
-#include "../common/launch.h"
+#include "launch.h"
 #include "../common/macros.h"
 
 namespace bdb {

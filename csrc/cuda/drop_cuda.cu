@@ -111,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& inp
           const ChannelPoolShape shape = channel_pool_launch(C / VEC, N);
           auto kernel = drop_pool_channels_kernel<scalar_t, VEC, IS_MAX>;
           const dim3 grid(static_cast<unsigned>(shape.blocks_x),
-                          static_cast<unsigned>(std::min<int64_t>(shape.blocks_y, 65535)));
+                          static_cast<unsigned>(std::min<int64_t>(shape.blocks_y, kMaxGridY)));
           BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, op_, ap, N, C,
                             H, W, rect_arg);
         } else {

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "macros.h"
+#include "../common/macros.h"
 
 #if defined(__CUDACC__)
 // `kernel` must be a plain name (bind a template instantiation to a local function pointer first).
