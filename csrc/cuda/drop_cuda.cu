@@ -108,12 +108,11 @@ std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& inp
       auto launch = [&](auto is_max_c) {
         constexpr bool IS_MAX = decltype(is_max_c)::value;
         if (channels_last) {
-          const ChannelPoolShape shape = channel_pool_launch(C / VEC, N);
+          const ChannelPoolShape shape = channel_pool_launch(C / VEC, N, H * W);
           auto kernel = drop_pool_channels_kernel<scalar_t, VEC, IS_MAX>;
-          const dim3 grid(static_cast<unsigned>(shape.blocks_x),
-                          static_cast<unsigned>(std::min<int64_t>(shape.blocks_y, kMaxGridY)));
-          BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, op_, ap, N, C,
-                            H, W, rect_arg);
+          const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
+          BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads_x, shape.threads_y), current_kernel_stream(), xp, op_,
+                            ap, N, C, H, W, rect_arg);
         } else {
           const PlanePoolShape shape = plane_pool_launch(N * C, H * W / VEC);
           auto kernel = drop_pool_planes_kernel<scalar_t, VEC, IS_MAX>;
@@ -142,7 +141,7 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
   at::Tensor dx = at::empty(input_size, grad_out_in.options().memory_format(memory_format_of(channels_last)));
   check_rect(rect, dx, op);
   if (dx.numel() == 0) return dx;
-  const at::Tensor grad_out = grad_out_in.contiguous();
+  const at::Tensor& grad_out = grad_out_in;  // read through its strides (an expanded gradient stays expanded)
   const at::Tensor argmax = argmax_in.contiguous();
   const at::Tensor rect_c = rect.contiguous();
   const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
@@ -159,7 +158,8 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
         constexpr bool IS_MAX = decltype(is_max_c)::value;
         auto kernel = drop_pool_backward_kernel<scalar_t, VEC, IS_MAX>;
         BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
-                          current_kernel_stream(), gp, ap, dxp, map, rect_arg);
+                          current_kernel_stream(), gp, grad_out.stride(0), grad_out.stride(1), ap, dxp, map,
+                          rect_arg);
         BDB_KERNEL_LAUNCH_CHECK();
       };
       if (is_max) {
