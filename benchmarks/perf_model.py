@@ -286,6 +286,13 @@ KERNELS: dict[str, KernelSpec] = {
         in_flight_per_thread=lambda a, s: 2.0 * _scalar_vec_bytes(a),
         total_bytes=lambda a, s: _map_bytes(a, s) * (1.0 + _kept_fraction(s)),
     ),
+    # Any other input strides: VEC strided scalar loads (an expanded input hits the cache) and one
+    # VEC store per step.
+    "drop_block_strided_kernel": KernelSpec(
+        "memory", 256, 6,
+        in_flight_per_thread=lambda a, s: 2.0 * _scalar_vec_bytes(a),
+        total_bytes=lambda a, s: _map_bytes(a, s) * (1.0 + _kept_fraction(s)),
+    ),
     "drop_pool_planes_kernel": KernelSpec(
         "memory", 256, 6,
         in_flight_per_thread=lambda a, s: _scalar_vec_bytes(a) * _plane_lane_use(a, s),

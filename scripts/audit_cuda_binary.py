@@ -4,7 +4,8 @@
 * registers and static shared memory within what the occupancy model of benchmarks/perf_model.py
   assumes for that kernel (its resident blocks per SM on a 64K-register SM);
 * the vectorised drop kernels (16-byte VecOf accesses) really use 128-bit global accesses in SASS:
-  LDG.E.128 in the kernels that load VecOf, STG.E.128 in drop_pool's backward, which only stores it.
+  LDG.E.128 in the kernels that load VecOf, STG.E.128 in those that only store it (drop_pool's
+  backward, the strided drop kernel).
 
 Prints one table (CI keeps it in its log) and exits 1 on any violation, 2 when it cannot run.
 
@@ -30,6 +31,7 @@ __all__ = ["KernelResources", "audit", "main", "parse_res_usage", "parse_sass"]
 # 16-byte VecOf must compile to.
 VECTOR_ACCESS = {
     "drop_block_kernel": "LDG.E.128",
+    "drop_block_strided_kernel": "STG.E.128",
     "drop_pool_planes_kernel": "LDG.E.128",
     "drop_pool_channels_kernel": "LDG.E.128",
     "drop_pool_backward_kernel": "STG.E.128",

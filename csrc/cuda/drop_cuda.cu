@@ -51,23 +51,32 @@ at::Tensor drop_block_launch(const at::Tensor& input, const at::Tensor& rect, co
   check_feature_map(input, op);
   check_rect(rect, input, op);
   KernelDeviceGuard guard(input.device());
+  // Other strides (an expanded gradient, a permuted view) are read in place by the strided kernel.
+  const bool dense = input.is_contiguous() || input.is_contiguous(at::MemoryFormat::ChannelsLast);
   bool channels_last = false;
-  const at::Tensor x = dense_feature_map(input, channels_last);
+  const at::Tensor x = dense ? dense_feature_map(input, channels_last) : input;
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(memory_format_of(channels_last)));
   if (x.numel() == 0) return y;
   const at::Tensor rect_c = rect.contiguous();
   const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
-  const MapLayout map = map_layout_of(x, channels_last);
+  const MapLayout map = map_layout_of(y, channels_last);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::batch_drop_block", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int vec = vector_width<scalar_t>(contiguous_inner(map), {xp, yp});
+    const int vec = dense ? vector_width<scalar_t>(contiguous_inner(map), {xp, yp})
+                          : vector_width<scalar_t>(map.W, {yp});
     with_vector_width<scalar_t>(vec, [&](auto vec_c) {
       constexpr int VEC = decltype(vec_c)::value;
       const LaunchShape shape = elementwise_launch(map.numel(), VEC);
-      auto kernel = drop_block_kernel<scalar_t, VEC>;
-      BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
-                        current_kernel_stream(), xp, yp, map, rect_arg);
+      const dim3 grid(static_cast<unsigned>(shape.blocks));
+      if (dense) {
+        auto kernel = drop_block_kernel<scalar_t, VEC>;
+        BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, yp, map, rect_arg);
+      } else {
+        const MapStrides xs{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+        auto kernel = drop_block_strided_kernel<scalar_t, VEC>;
+        BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, xs, yp, map, rect_arg);
+      }
       BDB_KERNEL_LAUNCH_CHECK();
     });
   });

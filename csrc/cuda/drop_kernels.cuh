@@ -45,6 +45,33 @@ __global__ __launch_bounds__(kElementwiseThreads, kDropBlocksPerSm) void drop_bl
   }
 }
 
+// Strides of an N x C x H x W tensor in elements (any of them may be 0: an expanded tensor).
+struct MapStrides {
+  int64_t n, c, h, w;
+};
+
+// batch_drop_block of a tensor that is neither NCHW-contiguous nor channels_last (an expanded
+// upstream gradient, a permuted view): x is read through its strides and y written NCHW-contiguous,
+// VEC consecutive w at a time (W % VEC == 0), so x is never copied to a dense tensor first.
+// Dropped elements are not read.
+template <typename scalar_t, int VEC>
+__global__ __launch_bounds__(kElementwiseThreads, kDropBlocksPerSm) void drop_block_strided_kernel(
+    const scalar_t* __restrict__ x, MapStrides xs, scalar_t* __restrict__ y, MapLayout map, RectArg rect_arg) {
+  const DropRect rect = load_rect(rect_arg, map.H, map.W);
+  const int64_t vectors = map.numel() / VEC;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
+       v += stride) {
+    const int64_t base = v * VEC;
+    const MapPosition p = map.locate(base);  // map.channels_last is false: y is NCHW
+    const scalar_t* src = x + p.n * xs.n + p.c * xs.c + p.h * xs.h + p.w * xs.w;
+    VecOf<scalar_t, VEC> out;
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) out.v[j] = rect.dropped(p.h, p.w + j) ? scalar_t(0) : src[j * xs.w];
+    *reinterpret_cast<VecOf<scalar_t, VEC>*>(y + base) = out;
+  }
+}
+
 template <typename acc_t>
 struct PoolPartial {
   acc_t value;    // running max, or running sum for "avg"

@@ -72,9 +72,27 @@ def test_batch_drop_block_matches_reference(emulated_ops, case):
     assert y.is_contiguous(memory_format=fmt)
 
 
-def test_batch_drop_block_non_dense_input_is_copied(emulated_ops):
+def test_batch_drop_block_non_dense_input_is_read_through_its_strides(emulated_ops):
     x = _input((3, 4, 6, 5), torch.float32).transpose(2, 3)  # neither NCHW nor channels_last
-    assert torch.equal(emulated_ops.batch_drop_block(x, [1, 1, 2, 3]), reference.batch_drop_block(x, [1, 1, 2, 3]))
+    y = emulated_ops.batch_drop_block(x, [1, 1, 2, 3])
+    assert torch.equal(y, reference.batch_drop_block(x, [1, 1, 2, 3]))
+    assert y.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_batch_drop_block_backward_reads_an_expanded_gradient_in_place(emulated_ops, dtype):
+    """The gradient of y.sum() is a stride-0 expand: one strided kernel reads it, no dense copy."""
+    emu = torch.ops.bdb_ext_emu
+    g = torch.randn(1, 1, 1, 8, dtype=dtype).expand(2, 3, 4, 8)
+    rect = torch.tensor([1, 2, 2, 5])
+    emu._start_launch_recording(1)
+    try:
+        dx = emu._batch_drop_block_backward(g, rect)
+    finally:
+        launches = emu._stop_launch_recording().splitlines()
+    assert len(launches) == 1 and "bdb::drop_block_strided_kernel<" in launches[0]
+    assert torch.equal(dx, reference.batch_drop_block(g.contiguous(), rect))
+    assert dx.is_contiguous()
 
 
 def test_batch_drop_block_backward_is_the_same_mask(emulated_ops):

@@ -89,6 +89,16 @@ def test_drop_kernels_fill_the_gpu_at_the_paper_shape(emu, what, dtype, channels
     assert_fills_the_gpu(launches, PAPER_MAP)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=_dtype_id)
+def test_drop_backward_of_an_expanded_gradient_fills_the_gpu(emu, dtype):
+    """The gradient of y.sum(): stride 0 everywhere, read in place by the strided drop kernel."""
+    g = torch.empty((), dtype=dtype).expand(*PAPER_MAP.values())
+    with recorded_launches(emu) as launches:
+        emu._batch_drop_block_backward(g, torch.tensor(PAPER_RECT))
+    assert [perf_model.parse_kernel(l.kernel)[0] for l in launches] == ["drop_block_strided_kernel"]
+    assert_fills_the_gpu(launches, PAPER_MAP)
+
+
 # Mining cases that today's kernels (csrc/cuda/mining_*.{cu,cuh}) do not pass; the rewrite on branch
 # i10-mining (split-K select at small N, GEMM form at N >= 2048, bounded hub backward) targets them.
 MINING_SHAPES = [(N, D) for N in (128, 512, 2048, 4096) for D in (1536, 2048)]
