@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks that a CUDA build of bdb_ext._C really carries device code: build_info() says cuda=True
 # with the configured archs, cuobjdump finds a cubin (SASS) for every configured arch and PTX for
-# every "+PTX" arch, every .cu under csrc/cuda/ is in the fatbin, and every __global__ kernel
-# declared under csrc/cuda/ is compiled for every arch. Needs no GPU.
+# every "+PTX" arch, every .cu under csrc/cuda/ is in the fatbin, every __global__ kernel
+# declared under csrc/cuda/ is compiled for every arch, and scripts/audit_cuda_binary.py passes (no
+# stack or local memory, registers within the occupancy model, 128-bit vector loads). Needs no GPU.
 #
 # Usage: scripts/check_cuda_binary.sh [PATH/TO/_C.so]
 #   default: the bdb_ext._C that `import bdb_ext` would load.
@@ -108,6 +109,12 @@ for cu in "$ROOT"/csrc/cuda/*.cu; do
     problem "$(basename "$cu") contributed no device code (is the library older than the sources?)"
   fi
 done
+
+# Stack, local memory, registers and shared memory against the occupancy model, 128-bit vector
+# accesses: one table in the log, a failure on any violation.
+echo "device-code audit (scripts/audit_cuda_binary.py):"
+"$PYTHON" "$ROOT/scripts/audit_cuda_binary.py" --cuobjdump "$CUOBJDUMP_BIN" "$SO" ||
+  problem "the device-code audit found violations (see its table above)"
 
 if ((fail)); then
   echo "check_cuda_binary: FAILED" >&2

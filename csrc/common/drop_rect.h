@@ -34,8 +34,16 @@ BDB_INLINE int64_t clamp_to(int64_t v, int64_t lo, int64_t hi) {
 
 // Clamping makes a device-resident rect that is out of range (which the host cannot check
 // without a sync) drop the part of it that lies on the map instead of reading out of bounds.
-BDB_INLINE DropRect load_rect(const RectArg& arg, int64_t H, int64_t W) {
-  const int64_t* v = arg.device_values != nullptr ? arg.device_values : arg.host_values;
+// `arg` is taken by value and host_values is read only at constant indices: a kernel passes its
+// RectArg parameter straight in, and forming a pointer into a kernel parameter (as selecting
+// between device_values and host_values by pointer would) copies the parameter to a stack frame.
+BDB_INLINE DropRect load_rect(RectArg arg, int64_t H, int64_t W) {
+  int64_t v[4];
+  if (arg.device_values != nullptr) {
+    for (int i = 0; i < 4; ++i) v[i] = arg.device_values[i];
+  } else {
+    for (int i = 0; i < 4; ++i) v[i] = arg.host_values[i];
+  }
   DropRect r;
   r.top = clamp_to(v[0], 0, H);
   r.left = clamp_to(v[1], 0, W);

@@ -10,9 +10,20 @@
 #include <c10/util/Half.h>
 
 #include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
 
-#include "../common/launch.h"
+#include "launch.h"
 #include "../common/macros.h"
+
+// A device-side check that stops the kernel with a message instead of letting a bad index write out
+// of bounds: CUDA_KERNEL_ASSERT_MSG under nvcc (the launch then fails with "device-side assert
+// triggered", as in ATen), a launch error carrying the message under the emulator.
+#if defined(__CUDACC__)
+#define BDB_DEVICE_ASSERT(cond, msg) CUDA_KERNEL_ASSERT_MSG(cond, msg)
+#else
+#define BDB_DEVICE_ASSERT(cond, msg) \
+  if (!(cond)) ::bdb_emu::device_assert_failed(#cond, msg, __FILE__, __LINE__)
+#endif
 
 namespace bdb {
 

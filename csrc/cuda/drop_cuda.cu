@@ -51,23 +51,32 @@ at::Tensor drop_block_launch(const at::Tensor& input, const at::Tensor& rect, co
   check_feature_map(input, op);
   check_rect(rect, input, op);
   KernelDeviceGuard guard(input.device());
+  // Other strides (an expanded gradient, a permuted view) are read in place by the strided kernel.
+  const bool dense = input.is_contiguous() || input.is_contiguous(at::MemoryFormat::ChannelsLast);
   bool channels_last = false;
-  const at::Tensor x = dense_feature_map(input, channels_last);
+  const at::Tensor x = dense ? dense_feature_map(input, channels_last) : input;
   at::Tensor y = at::empty(x.sizes(), x.options().memory_format(memory_format_of(channels_last)));
   if (x.numel() == 0) return y;
   const at::Tensor rect_c = rect.contiguous();
   const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
-  const MapLayout map = map_layout_of(x, channels_last);
+  const MapLayout map = map_layout_of(y, channels_last);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::batch_drop_block", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    const int vec = vector_width<scalar_t>(contiguous_inner(map), {xp, yp});
+    const int vec = dense ? vector_width<scalar_t>(contiguous_inner(map), {xp, yp})
+                          : vector_width<scalar_t>(map.W, {yp});
     with_vector_width<scalar_t>(vec, [&](auto vec_c) {
       constexpr int VEC = decltype(vec_c)::value;
       const LaunchShape shape = elementwise_launch(map.numel(), VEC);
-      auto kernel = drop_block_kernel<scalar_t, VEC>;
-      BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
-                        current_kernel_stream(), xp, yp, map, rect_arg);
+      const dim3 grid(static_cast<unsigned>(shape.blocks));
+      if (dense) {
+        auto kernel = drop_block_kernel<scalar_t, VEC>;
+        BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, yp, map, rect_arg);
+      } else {
+        const MapStrides xs{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+        auto kernel = drop_block_strided_kernel<scalar_t, VEC>;
+        BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, xs, yp, map, rect_arg);
+      }
       BDB_KERNEL_LAUNCH_CHECK();
     });
   });
@@ -108,12 +117,11 @@ std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& inp
       auto launch = [&](auto is_max_c) {
         constexpr bool IS_MAX = decltype(is_max_c)::value;
         if (channels_last) {
-          const ChannelPoolShape shape = channel_pool_launch(C / VEC, N);
+          const ChannelPoolShape shape = channel_pool_launch(C / VEC, N, H * W);
           auto kernel = drop_pool_channels_kernel<scalar_t, VEC, IS_MAX>;
-          const dim3 grid(static_cast<unsigned>(shape.blocks_x),
-                          static_cast<unsigned>(std::min<int64_t>(shape.blocks_y, 65535)));
-          BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), current_kernel_stream(), xp, op_, ap, N, C,
-                            H, W, rect_arg);
+          const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
+          BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads_x, shape.threads_y), current_kernel_stream(), xp, op_,
+                            ap, N, C, H, W, rect_arg);
         } else {
           const PlanePoolShape shape = plane_pool_launch(N * C, H * W / VEC);
           auto kernel = drop_pool_planes_kernel<scalar_t, VEC, IS_MAX>;
@@ -142,7 +150,7 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
   at::Tensor dx = at::empty(input_size, grad_out_in.options().memory_format(memory_format_of(channels_last)));
   check_rect(rect, dx, op);
   if (dx.numel() == 0) return dx;
-  const at::Tensor grad_out = grad_out_in.contiguous();
+  const at::Tensor& grad_out = grad_out_in;  // read through its strides (an expanded gradient stays expanded)
   const at::Tensor argmax = argmax_in.contiguous();
   const at::Tensor rect_c = rect.contiguous();
   const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
@@ -159,7 +167,8 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
         constexpr bool IS_MAX = decltype(is_max_c)::value;
         auto kernel = drop_pool_backward_kernel<scalar_t, VEC, IS_MAX>;
         BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
-                          current_kernel_stream(), gp, ap, dxp, map, rect_arg);
+                          current_kernel_stream(), gp, grad_out.stride(0), grad_out.stride(1), ap, dxp, map,
+                          rect_arg);
         BDB_KERNEL_LAUNCH_CHECK();
       };
       if (is_max) {

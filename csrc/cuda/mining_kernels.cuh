@@ -279,7 +279,8 @@ __global__ void mining_backward_kernel(const scalar_t* __restrict__ grad_ap, con
                                        const int64_t* __restrict__ offsets, scalar_t* __restrict__ dx, int64_t N,
                                        int64_t D) {
   using acc_t = at::opmath_type<scalar_t>;
-  auto weight = [&](int64_t s) -> acc_t {
+  // Captured by value: a by-reference capture takes the address of the kernel's parameters.
+  auto weight = [=](int64_t s) -> acc_t {
     if (s < N) {
       return distance_grad_weight<acc_t>(static_cast<acc_t>(grad_ap[s]), static_cast<acc_t>(d_ap[s]),
                                          idx_p[s] != s && idx_p[s] >= 0);

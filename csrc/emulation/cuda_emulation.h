@@ -856,8 +856,38 @@ inline bool check_launch_shape(const void* kernel, dim3 grid, dim3 block) {
   return false;
 }
 
+// Launch recording: see bdb_emu::start_launch_recording below.
+enum class LaunchRecording { off = 0, record = 1, record_only = 2 };
+
+struct LaunchRecord {
+  std::string kernel;  // demangled, with template arguments
+  dim3 grid, block;
+};
+
+struct LaunchLog {
+  std::mutex m;
+  LaunchRecording mode = LaunchRecording::off;
+  std::vector<LaunchRecord> records;
+};
+
+// One log per process (an inline function's static is shared by every translation unit).
+inline LaunchLog& launch_log() {
+  static LaunchLog log;
+  return log;
+}
+
+// Records a valid launch when recording is on; returns whether the grid should also run.
+inline bool record_launch(const void* kernel, dim3 grid, dim3 block) {
+  LaunchLog& log = launch_log();
+  std::lock_guard<std::mutex> lock(log.m);
+  if (log.mode == LaunchRecording::off) return true;
+  log.records.push_back(LaunchRecord{demangled_symbol(kernel), grid, block});
+  return log.mode == LaunchRecording::record;
+}
+
 inline void run_launch(const KernelCall& call, dim3 grid, dim3 block) {
   if (!check_launch_shape(call.kernel, grid, block)) return;
+  if (!record_launch(call.kernel, grid, block)) return;
   Runtime& rt = runtime();
   std::lock_guard<std::mutex> lock(rt.launch_mutex);
   const std::string error = rt.pool.run_grid(call, grid, block);
@@ -886,6 +916,25 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, const StreamT& /*s
   call.object = &bound;
   call.invoke = &detail::invoke_bound<Bound>;
   detail::run_launch(call, grid, block);
+}
+
+// Starts recording every launch (kernel, grid, block) that passes the shape check, dropping what
+// an earlier recording left. With LaunchRecording::record_only the launches are recorded and not
+// run, so a test can audit the launch shapes of full-size problems that the emulator could not
+// execute in reasonable time (the outputs are then left unwritten).
+inline void start_launch_recording(detail::LaunchRecording mode) {
+  detail::LaunchLog& log = detail::launch_log();
+  std::lock_guard<std::mutex> lock(log.m);
+  log.mode = mode;
+  log.records.clear();
+}
+
+// Stops recording and returns the launches recorded since start_launch_recording, in order.
+inline std::vector<detail::LaunchRecord> stop_launch_recording() {
+  detail::LaunchLog& log = detail::launch_log();
+  std::lock_guard<std::mutex> lock(log.m);
+  log.mode = detail::LaunchRecording::off;
+  return std::move(log.records);
 }
 
 // Returns and clears the first error the emulator recorded on this thread since the last call.
@@ -1217,6 +1266,15 @@ inline long long clock64() {
 }
 inline void __nanosleep(unsigned ns) { std::this_thread::sleep_for(std::chrono::nanoseconds(ns)); }
 [[noreturn]] inline void __trap() { throw std::runtime_error("__trap() called in a kernel"); }
+// BDB_DEVICE_ASSERT (cuda/device_prelude.h) under the emulator: the launch fails with the message,
+// as a device-side assert fails the kernel on a GPU.
+namespace bdb_emu {
+[[noreturn]] inline void device_assert_failed(const char* condition, const char* message, const char* file,
+                                              int line) {
+  throw std::runtime_error(detail::format("device-side assert triggered: %s (%s) at %s:%d", message, condition,
+                                          file, line));
+}
+}  // namespace bdb_emu
 
 #ifndef CUDART_INF_F
 #define CUDART_INF_F INFINITY

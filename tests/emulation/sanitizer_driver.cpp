@@ -145,6 +145,38 @@ void check_drop_block(const Case& c, bool misaligned) {
         }
 }
 
+// drop_block_strided_kernel: the case's tensor read through its strides (channels_last storage when
+// c.channels_last, i.e. a permuted view), y written NCHW-contiguous.
+template <class T, int VEC>
+void check_drop_block_strided(const Case& c) {
+  if (c.W % VEC != 0) return;
+  const std::string what = describe(c, type_name<T>(), VEC, "drop_block_strided_kernel");
+  const std::vector<T> host = make_input<T>(c, 4);
+  const int64_t n = static_cast<int64_t>(host.size());
+  Buffer<T> x(n, false), y(n, false);
+  std::copy(host.begin(), host.end(), x.data);
+  auto device_rect = std::make_unique<int64_t[]>(4);
+  std::copy(c.rect, c.rect + 4, device_rect.get());
+  const bdb::MapStrides xs = c.channels_last ? bdb::MapStrides{c.H * c.W * c.C, 1, c.W * c.C, c.C}
+                                             : bdb::MapStrides{c.C * c.H * c.W, c.H * c.W, c.W, 1};
+  const bdb::MapLayout map{c.N, c.C, c.H, c.W, false};
+  const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
+  auto kernel = bdb::drop_block_strided_kernel<T, VEC>;
+  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
+                    x.data, xs, y.data, map, rect_arg<T, VEC>(c, device_rect.get()));
+  ++g_checks;
+  if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
+  const bdb::DropRect r = clamped_rect(c);
+  for (int64_t nn = 0; nn < c.N; ++nn)
+    for (int64_t ch = 0; ch < c.C; ++ch)
+      for (int64_t h = 0; h < c.H; ++h)
+        for (int64_t w = 0; w < c.W; ++w) {
+          const int64_t o = ((nn * c.C + ch) * c.H + h) * c.W + w;
+          const double want = r.dropped(h, w) ? 0.0 : as_double(host[offset_of(c, nn, ch, h, w)]);
+          if (as_double(y.data[o]) != want) return fail(what + ": wrong value at NCHW offset " + std::to_string(o));
+        }
+}
+
 // Reference drop_pool: value and argmax per (n, c), docs/kernels.md semantics.
 struct Pooled {
   std::vector<double> value;
@@ -197,10 +229,11 @@ void check_pool(const Case& c) {
   const bdb::RectArg rect = rect_arg<T, VEC>(c, device_rect.get());
   int64_t* ap = IS_MAX ? argmax.data : nullptr;
   if (c.channels_last) {
-    const bdb::ChannelPoolShape shape = bdb::channel_pool_launch(c.C / VEC, c.N);
+    const bdb::ChannelPoolShape shape = bdb::channel_pool_launch(c.C / VEC, c.N, c.H * c.W);
     auto kernel = bdb::drop_pool_channels_kernel<T, VEC, IS_MAX>;
     BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y)),
-                      dim3(shape.threads), bdb_emu::Stream{}, x.data, out.data, ap, c.N, c.C, c.H, c.W, rect);
+                      dim3(shape.threads_x, shape.threads_y), bdb_emu::Stream{}, x.data, out.data, ap, c.N, c.C, c.H,
+                      c.W, rect);
   } else {
     const bdb::PlanePoolShape shape = bdb::plane_pool_launch(c.N * c.C, c.H * c.W / VEC);
     auto kernel = bdb::drop_pool_planes_kernel<T, VEC, IS_MAX>;
@@ -242,7 +275,7 @@ void check_pool_backward(const Case& c) {
   const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
   auto kernel = bdb::drop_pool_backward_kernel<T, VEC, IS_MAX>;
   BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
-                    grad_out.data, IS_MAX ? argmax.data : nullptr, dx.data, map,
+                    grad_out.data, c.C, int64_t{1}, IS_MAX ? argmax.data : nullptr, dx.data, map,
                     rect_arg<T, VEC>(c, device_rect.get()));
   ++g_checks;
   if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
@@ -272,6 +305,7 @@ void check_all_kernels(const Case& c) {
   const int64_t inner = c.channels_last ? c.C : c.W;
   if (inner % VEC != 0) return;
   check_drop_block<T, VEC>(c, false);
+  check_drop_block_strided<T, VEC>(c);
   check_pool<T, VEC, true>(c);
   check_pool<T, VEC, false>(c);
   check_pool_backward<T, VEC, true>(c);

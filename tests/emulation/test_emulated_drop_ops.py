@@ -72,9 +72,27 @@ def test_batch_drop_block_matches_reference(emulated_ops, case):
     assert y.is_contiguous(memory_format=fmt)
 
 
-def test_batch_drop_block_non_dense_input_is_copied(emulated_ops):
+def test_batch_drop_block_non_dense_input_is_read_through_its_strides(emulated_ops):
     x = _input((3, 4, 6, 5), torch.float32).transpose(2, 3)  # neither NCHW nor channels_last
-    assert torch.equal(emulated_ops.batch_drop_block(x, [1, 1, 2, 3]), reference.batch_drop_block(x, [1, 1, 2, 3]))
+    y = emulated_ops.batch_drop_block(x, [1, 1, 2, 3])
+    assert torch.equal(y, reference.batch_drop_block(x, [1, 1, 2, 3]))
+    assert y.is_contiguous()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_batch_drop_block_backward_reads_an_expanded_gradient_in_place(emulated_ops, dtype):
+    """The gradient of y.sum() is a stride-0 expand: one strided kernel reads it, no dense copy."""
+    emu = torch.ops.bdb_ext_emu
+    g = torch.randn(1, 1, 1, 8, dtype=dtype).expand(2, 3, 4, 8)
+    rect = torch.tensor([1, 2, 2, 5])
+    emu._start_launch_recording(1)
+    try:
+        dx = emu._batch_drop_block_backward(g, rect)
+    finally:
+        launches = emu._stop_launch_recording().splitlines()
+    assert len(launches) == 1 and "bdb::drop_block_strided_kernel<" in launches[0]
+    assert torch.equal(dx, reference.batch_drop_block(g.contiguous(), rect))
+    assert dx.is_contiguous()
 
 
 def test_batch_drop_block_backward_is_the_same_mask(emulated_ops):
@@ -87,7 +105,7 @@ def test_batch_drop_block_backward_is_the_same_mask(emulated_ops):
 
 
 # drop_pool: plane pooling (NCHW) picks lane groups of 1..32 from H*W / VEC; channel pooling
-# (channels_last) runs one thread per channel vector with the block rounded to >= 32 threads.
+# (channels_last) runs blocks of (up to 32 channel vectors) x (position slices), merged in slice order.
 POOL_CASES = [
     ((2, 3, 5, 7), [1, 2, 3, 4], NCHW, torch.float32, "random"),  # 35 scalars: group 32, lanes stride twice
     ((3, 37, 1, 3), [0, 1, 1, 1], NCHW, torch.float32, "random"),  # 3 scalars: group 4, one lane idle
@@ -100,6 +118,8 @@ POOL_CASES = [
     ((2, 300, 2, 3), [0, 1, 2, 1], NHWC, torch.float32, "random"),  # 75 float4 vectors over 128 threads
     ((2, 7, 3, 3), [1, 1, 1, 1], NHWC, torch.float64, "negative"),  # C odd: scalar channels
     ((2, 16, 2, 2), [0, 0, 1, 1], NHWC, torch.bfloat16, "ties"),  # bf16 x 8 channels
+    ((3, 64, 6, 5), [2, 1, 2, 3], NHWC, torch.float16, "ties"),  # 8 vectors x 32 slices for 30 positions
+    ((2, 264, 3, 3), [0, 0, 1, 3], NHWC, torch.float32, "ties"),  # 3 channel tiles, the last 8 channels wide
 ]
 
 
@@ -174,3 +194,45 @@ def test_argument_errors_match_the_cpu_op(emulated_ops):
         assert str(emu_error.value).split("\n")[0].replace("bdb_ext_emu", "bdb_ext") == str(cpu_error.value).split(
             "\n"
         )[0]
+
+
+def test_channels_last_max_keeps_the_nan_and_tie_rules_across_position_slices(emulated_ops):
+    """Each position is its own slice here (16 positions, 2 channel vectors: 2 x 16 threads), so
+    the winners below come out of the slice merge, not out of one thread's walk."""
+    x = torch.full((1, 8, 4, 4), -1.0)
+    x[0, 0, 3, 3] = x[0, 0, 1, 2] = float("nan")  # first NaN in row-major order: position 6
+    x[0, 1, 3, 0] = x[0, 1, 0, 3] = x[0, 1, 2, 1] = 4.0  # tie: position 3 wins
+    x[0, 2, 0, 0] = float("nan")  # NaN inside the rectangle is dropped; the kept max is -1 < 0
+    x = x.contiguous(memory_format=NHWC)
+    rect = [0, 0, 1, 1]
+    out, argmax = emulated_ops.drop_pool(x, rect, "max")
+    cpu_out, cpu_argmax = bdb_ext.ops.drop_pool(x, rect, "max")
+    torch.testing.assert_close(out, cpu_out, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(argmax, cpu_argmax)
+    assert argmax[0, :3].tolist() == [6, 3, -1] and out[0, 0].isnan()
+
+
+@pytest.mark.parametrize("fmt", [NCHW, NHWC], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("bad", [-2, 15])
+def test_drop_pool_backward_rejects_an_out_of_range_argmax_in_the_kernel(emulated_ops, fmt, bad):
+    """An argmax index outside [-1, H*W) stops the kernel (a device-side assert on a GPU) instead of
+    silently dropping that plane's gradient."""
+    rect = torch.tensor([0, 0, 1, 1])
+    argmax = torch.zeros(2, 8, dtype=torch.int64)
+    argmax[1, 5] = bad
+    with pytest.raises(RuntimeError, match=r"device-side assert triggered: .*argmax holds an index outside"):
+        torch.ops.bdb_ext_emu._drop_pool_backward(torch.ones(2, 8), argmax, rect, "max", [2, 8, 3, 5], fmt == NHWC)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("fmt", [NCHW, NHWC], ids=["nchw", "nhwc"])
+def test_drop_pool_backward_reads_an_expanded_gradient_in_place(emulated_ops, mode, fmt):
+    x = _input((3, 8, 3, 4), torch.float32, fmt, seed=5)
+    rect = torch.tensor([1, 0, 1, 4])
+    _, argmax = emulated_ops.drop_pool(x, rect, mode)
+    expanded = torch.randn(1, 8).expand(3, 8)  # stride (0, 1), as the gradient of a sum over N
+    transposed = torch.randn(8, 3).t()  # stride (1, 3)
+    for g in (expanded, transposed):
+        dx = torch.ops.bdb_ext_emu._drop_pool_backward(g, argmax, rect, mode, list(x.shape), fmt == NHWC)
+        want = torch.ops.bdb_ext_emu._drop_pool_backward(g.contiguous(), argmax, rect, mode, list(x.shape), fmt == NHWC)
+        assert torch.equal(dx, want)
