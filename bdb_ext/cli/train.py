@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .config_args import add_config_arguments, config_from_args, presets_epilog
+from .config_args import add_config_arguments, config_from_args, presets_epilog, resolve_preset
 
 __all__ = ["add_parser", "run"]
+
+DEFAULT_PRESET = "market1501"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="continue a run from its last.pt (exactly where it stopped)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop (with a checkpoint) after this many optimiser steps in total")
-    add_config_arguments(parser, default_preset="market1501")
+    add_config_arguments(parser, preset_help=f". Without it: the preset made for --dataset (said on stderr; an "
+                                             f"error if there is none), else {DEFAULT_PRESET}")
     parser.set_defaults(run=run)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import init_distributed, shutdown_distributed
     from ..engine import Trainer, is_main_process
 
-    config = config_from_args(args)
+    config = config_from_args(args, preset=resolve_preset(args, DEFAULT_PRESET))
     # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.
     init_distributed(config.device)
     try:
