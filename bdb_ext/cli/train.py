@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .config_args import add_config_arguments, config_from_args, presets_epilog
+from .config_args import add_config_arguments, config_from_args, presets_epilog, resolve_preset
 from .paths import writable_folder
 
 __all__ = ["add_parser", "run"]
+
+DEFAULT_PRESET = "market1501"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="continue a run from its last.pt (exactly where it stopped)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop (with a checkpoint) after this many optimiser steps in total")
-    add_config_arguments(parser, default_preset="market1501")
+    add_config_arguments(parser, preset_help=f". Without it: the preset made for --dataset (said on stderr; an "
+                                             f"error if there is none), else {DEFAULT_PRESET}")
     parser.set_defaults(run=run)
 
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import is_main_process
     from ..engine import Trainer
 
-    config = config_from_args(args)
+    config = config_from_args(args, preset=resolve_preset(args, DEFAULT_PRESET))
     writable_folder(config.output_dir, "output_dir")  # now, not after the data set is read and the model built
     # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.
     init_distributed(config.device)

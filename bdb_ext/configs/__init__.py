@@ -1,7 +1,8 @@
 """Configuration presets shipped with the package (JSON files beside this module).
 
 Each preset is a partial :class:`bdb_ext.engine.TrainConfig`: the fields it names replace the defaults. Keys starting
-with "_" are comments.
+with "_" are comments. ``<dataset>`` is bdb_ext's recipe for a data set; ``<dataset>-release`` reproduces the run
+behind the official release's published number (see docs/reproducing.md).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import json
 from importlib import resources
 from typing import Any
 
-__all__ = ["preset_names", "load_preset", "describe_presets"]
+__all__ = ["preset_names", "load_preset", "describe_presets", "preset_for_dataset", "dataset_recipe"]
+
+RELEASE_SUFFIX = "-release"
 
 
 def preset_names() -> list[str]:
@@ -33,4 +36,21 @@ def load_preset(name: str) -> dict[str, Any]:
 
 def describe_presets() -> str:
     """One line per preset: its name and what it is for."""
-    return "\n".join(f"  {name:<16} {_read(name).get('_about', '')}" for name in preset_names())
+    width = max(map(len, preset_names()))
+    return "\n".join(f"  {name:<{width}}  {_read(name).get('_about', '')}" for name in preset_names())
+
+
+def preset_for_dataset(dataset: str, release: bool = False) -> str | None:
+    """The preset made for ``dataset``: ``<dataset>-release`` if ``release`` (and shipped), else ``<dataset>``;
+    None when no preset is made for it."""
+    names = preset_names()
+    for name in ([dataset + RELEASE_SUFFIX] if release else []) + [dataset]:
+        if name in names and load_preset(name).get("dataset") == dataset:
+            return name
+    return None
+
+
+def dataset_recipe(dataset: str) -> str | None:
+    """The recipe ("person" or "metric") of the presets made for ``dataset``; None when no preset is."""
+    name = preset_for_dataset(dataset)
+    return None if name is None else load_preset(name).get("recipe", "person")

@@ -23,7 +23,7 @@ from .datasets import (
 from .image_dataset import ImageDataset, read_image
 from .records import IMAGE_EXTENSIONS, ImageRecord, relabel
 from .sampler import RandomIdentitySampler
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, Cutout, PadToSquare, build_transforms
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, Cutout, OfficialRandomErasing, PadToSquare, build_transforms
 
 __all__ = [
     "ImageRecord", "relabel", "IMAGE_EXTENSIONS",
@@ -33,5 +33,5 @@ __all__ = [
     "DATASETS", "build_dataset", "parse_market_name", "extract_cuhk03_images",
     "ImageDataset", "read_image",
     "RandomIdentitySampler",
-    "Cutout", "PadToSquare", "build_transforms", "IMAGENET_MEAN", "IMAGENET_STD",
+    "Cutout", "OfficialRandomErasing", "PadToSquare", "build_transforms", "IMAGENET_MEAN", "IMAGENET_STD",
 ]

@@ -29,6 +29,8 @@ class TrainConfig:
     test_size: int | None = None
     cutout: bool = True
     random_erasing: bool = False
+    erasing_sampler: str = "torchvision"  # "official": aspect uniform in (0.3, 3.33), up to 100 tries
+    test_pad: bool = True  # metric recipe: pad test images to square (the official CARS test transform does not)
     batch_size: int = 128
     num_instances: int = 4
     workers: int = 4
@@ -40,6 +42,9 @@ class TrainConfig:
     h_ratio: float = 0.33
     w_ratio: float = 1.0
     fused: bool = True
+    block_rounding: str = "round"  # "floor": int(h_ratio * H), the official code that trained the 95.3 Market model
+    bn_group_size: int | None = None  # ghost BatchNorm: statistics per K samples, as K-image DataParallel shards
+    rect_per_group: bool = False  # one rectangle per bn_group_size samples, as each DataParallel replica drew
     global_dim: int = 512
     bdb_dim: int = 1024
     # loss
@@ -62,6 +67,7 @@ class TrainConfig:
     eval_flip: bool = False
     rerank: bool = False
     ap_cutoff: int | None = None
+    eval_protocol: str = "standard"  # "standard", "official" (flip, AP@50, official ranks) or "both"
     best_metric: str = "mAP"  # the metric that picks best.pt: "mAP", "rank-1", "R@1", ...
     # runtime
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
@@ -82,7 +88,9 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         """Check values that the components would otherwise reject late; return self."""
         choices = {"recipe": ("person", "metric"), "schedule": ("staircase", "cosine"),
-                   "amp": ("none", "bf16", "fp16")}
+                   "amp": ("none", "bf16", "fp16"), "block_rounding": ("round", "floor"),
+                   "erasing_sampler": ("torchvision", "official"),
+                   "eval_protocol": ("standard", "official", "both")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -99,6 +107,7 @@ class TrainConfig:
                              f"({self.num_instances})")
         self._validate_numbers()
         self._validate_runtime()
+        self._validate_groups()
         return self
 
     def _validate_numbers(self) -> None:
@@ -136,6 +145,17 @@ class TrainConfig:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+    def _validate_groups(self) -> None:
+        """bn_group_size / rect_per_group: the DataParallel-shard emulation."""
+        if self.bn_group_size is not None:
+            if self.bn_group_size < 1 or self.batch_size % self.bn_group_size:
+                raise ValueError(f"bn_group_size must be a positive divisor of batch_size ({self.batch_size}), got "
+                                 f"{self.bn_group_size}")
+            if self.sync_bn:
+                raise ValueError("bn_group_size (BatchNorm per group of samples) and sync_bn (BatchNorm over the "
+                                 "global batch) contradict each other; set one")
+        if self.rect_per_group and self.bn_group_size is None:
+            raise ValueError("rect_per_group needs bn_group_size (the number of samples per rectangle)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

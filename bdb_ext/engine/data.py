@@ -56,9 +56,10 @@ def train_transform(config: TrainConfig):
     """The training augmentation of ``config.recipe`` (PIL image -> (3, H, W) float32)."""
     if config.recipe == "person":
         return build_transforms("person", True, config.height, config.width, cutout=config.cutout,
-                                random_erasing=config.random_erasing)
+                                random_erasing=config.random_erasing, erasing_sampler=config.erasing_sampler)
     return build_transforms("metric", True, resize=config.resize, crop=config.crop,
-                            random_erasing=config.random_erasing, dataset=config.dataset)
+                            random_erasing=config.random_erasing, dataset=config.dataset,
+                            erasing_sampler=config.erasing_sampler)
 
 
 def test_transform(config: TrainConfig):
@@ -66,7 +67,7 @@ def test_transform(config: TrainConfig):
     if config.recipe == "person":
         return build_transforms("person", False, config.height, config.width)
     return build_transforms("metric", False, resize=config.resize, crop=config.crop, test_size=config.test_size,
-                            dataset=config.dataset)
+                            dataset=config.dataset, test_pad=config.test_pad)
 
 
 class TrainBatches:

@@ -12,7 +12,8 @@ from torch import nn
 from ..data import ImageRecord
 from ..data.datasets import MetricLearningDataset, ReIDDataset
 from ..distributed import broadcast_object, gather_rows, get_rank, get_world_size, shard_bounds
-from ..evaluation import RecallResults, ReIDResults, evaluate_recall, evaluate_reid, extract_features
+from ..evaluation import (ProtocolComparison, RecallResults, ReIDResults, evaluate_recall, evaluate_reid,
+                          extract_features, extract_features_and_flipped)
 from .config import TrainConfig
 from .data import test_loader
 
@@ -29,18 +30,27 @@ def recall_ks(dataset: str) -> tuple[int, ...]:
     return {"sop": (1, 10, 100, 1000), "inshop": (1, 10, 20, 30, 40, 50)}.get(dataset, (1, 2, 4, 8))
 
 
+def _extract(model: nn.Module, loader: Any, device: torch.device, amp: torch.dtype | None, views: str,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features (N, D) or (N, 2D) [plain | flip-averaged] for ``views`` "both", pids, camids)."""
+    if views == "both":
+        plain, averaged, pids, camids = extract_features_and_flipped(model, loader, device, amp)
+        return torch.cat([plain, averaged], dim=1), pids, camids
+    return extract_features(model, loader, device, views == "averaged", amp)
+
+
 def _sharded_features(model: nn.Module, records: Sequence[ImageRecord], config: TrainConfig, device: torch.device,
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """extract_features over ``records``; under torch.distributed each rank extracts a contiguous shard and the
-    shards are gathered back in order on every rank (so every rank holds all features, as one process would)."""
+                      views: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The features of ``records`` (see :func:`_extract`); under torch.distributed each rank extracts a contiguous
+    shard and the shards are gathered back in order on every rank (so every rank holds all features, as one
+    process would)."""
     pin = device.type == "cuda"
     amp = amp_dtype(config.amp)
     world = get_world_size()
     if world == 1 or len(records) < world:
-        return extract_features(model, test_loader(records, config, pin), device, config.eval_flip, amp)
+        return _extract(model, test_loader(records, config, pin), device, amp, views)
     start, end = shard_bounds(len(records), get_rank(), world)
-    feats, pids, camids = extract_features(model, test_loader(records[start:end], config, pin), device,
-                                           config.eval_flip, amp)
+    feats, pids, camids = _extract(model, test_loader(records[start:end], config, pin), device, amp, views)
     # NCCL moves CUDA tensors only; gloo CPU tensors.
     where = device if device.type == "cuda" else torch.device("cpu")
     feats = gather_rows(feats.to(where), len(records)).cpu()
@@ -48,14 +58,35 @@ def _sharded_features(model: nn.Module, records: Sequence[ImageRecord], config: 
     return feats, ids[:, 0], ids[:, 1]
 
 
+def _views(config: TrainConfig) -> tuple[str, dict[str, bool]]:
+    """What to extract for ``config.eval_protocol``, and whether each protocol's features are flip-averaged."""
+    flips = {"standard": config.eval_flip, "official": True}
+    wanted = ("standard", "official") if config.eval_protocol == "both" else (config.eval_protocol,)
+    kinds = {flips[name] for name in wanted}
+    views = "both" if len(kinds) == 2 else ("averaged" if kinds == {True} else "plain")
+    return views, {name: flips[name] for name in wanted}
+
+
+def _split(feats: torch.Tensor, views: str, flip: bool) -> torch.Tensor:
+    """The plain or flip-averaged half of features extracted with ``views``."""
+    if views != "both":
+        return feats
+    half = feats.shape[1] // 2
+    return feats[:, half:] if flip else feats[:, :half]
+
+
 def evaluate(model: nn.Module, dataset: ReIDDataset | MetricLearningDataset, config: TrainConfig,
              device: torch.device, *, return_distmat: bool = False,
-             ) -> ReIDResults | RecallResults | tuple[ReIDResults, torch.Tensor]:
+             ) -> ReIDResults | RecallResults | ProtocolComparison | tuple[Any, torch.Tensor]:
     """Extract test features with ``model`` (eval mode) and score them.
 
     Re-ID data (the CUHK03 new protocol included): query vs gallery, single-query CMC / mAP / mINP on squared
     Euclidean distances (optionally re-ranked, optionally AP truncated at ``config.ap_cutoff``). Metric learning: Recall@K, all-vs-all over the
     test classes, or query vs gallery for In-Shop.
+
+    ``config.eval_protocol``: "standard" (flip-averaged features if ``eval_flip``, AP cut at ``ap_cutoff`` if set),
+    "official" (the official BDB evaluator: flip-averaged features, AP@50, ranks 1/2/4/5/8/10/16/20), or "both" from
+    one feature pass (a :class:`ProtocolComparison`, whose top-level metrics are the official ones).
 
     Under torch.distributed (call it on every rank): feature extraction is sharded over the ranks, the metrics are
     computed on rank 0 only, and its results are returned on every rank.
@@ -69,23 +100,43 @@ def evaluate(model: nn.Module, dataset: ReIDDataset | MetricLearningDataset, con
 
 def _score(model: nn.Module, dataset: ReIDDataset | MetricLearningDataset, config: TrainConfig,
            device: torch.device, return_distmat: bool, score: bool = True) -> Any:
-    features = functools.partial(_sharded_features, model, config=config, device=device)
+    views, flips = _views(config)
+    features = functools.partial(_sharded_features, model, config=config, device=device, views=views)
     if isinstance(dataset, ReIDDataset):
         q_feat, q_pids, q_cams = features(dataset.query)
         g_feat, g_pids, g_cams = features(dataset.gallery)
         if not score:
             return None
-        return evaluate_reid(q_feat, g_feat, q_pids, g_pids, q_cams, g_cams, rerank=config.rerank,
-                             ap_cutoff=config.ap_cutoff, protocol="market1501", dataset=config.dataset,
-                             return_distmat=return_distmat)
+        scored = {name: evaluate_reid(_split(q_feat, views, flip), _split(g_feat, views, flip), q_pids, g_pids,
+                                      q_cams, g_cams, rerank=config.rerank,
+                                      ap_cutoff=config.ap_cutoff if name == "standard" else None,
+                                      protocol="market1501", dataset=config.dataset, return_distmat=True,
+                                      eval_protocol=name, flip=flip)
+                  for name, flip in flips.items()}
+        results = _combine({name: r for name, (r, _) in scored.items()})
+        # "both": the official ranking is the one returned (the one whose numbers the results lead with).
+        distmat = scored["official" if "official" in scored else "standard"][1]
+        return (results, distmat) if return_distmat else results
     ks = recall_ks(config.dataset)
     if getattr(dataset, "query", None) is not None and getattr(dataset, "gallery", None) is not None:
         q_feat, q_pids, _ = features(dataset.query)
         g_feat, g_pids, _ = features(dataset.gallery)
         if not score:
             return None
-        return evaluate_recall(q_feat, q_pids, ks, gallery=g_feat, gallery_labels=g_pids, dataset=config.dataset)
+        return _combine({name: evaluate_recall(_split(q_feat, views, flip), q_pids, ks,
+                                               gallery=_split(g_feat, views, flip), gallery_labels=g_pids,
+                                               dataset=config.dataset, eval_protocol=name, flip=flip)
+                         for name, flip in flips.items()})
     feats, labels, _ = features(dataset.test)
     if not score:
         return None
-    return evaluate_recall(feats, labels, ks, dataset=config.dataset)
+    return _combine({name: evaluate_recall(_split(feats, views, flip), labels, ks, dataset=config.dataset,
+                                           eval_protocol=name, flip=flip)
+                     for name, flip in flips.items()})
+
+
+def _combine(results: dict[str, Any]) -> Any:
+    """One protocol's results, or both side by side."""
+    if len(results) == 2:
+        return ProtocolComparison(official=results["official"], standard=results["standard"])
+    return next(iter(results.values()))

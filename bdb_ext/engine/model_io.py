@@ -32,7 +32,9 @@ def build_model(config: TrainConfig, num_classes: int, pretrained: bool | None =
     use_pretrained = config.pretrained if pretrained is None else pretrained
     weights: bool | str = config.pretrained_path if (use_pretrained and config.pretrained_path) else use_pretrained
     return BDBNet(num_classes, config.backbone, pretrained=weights, h_ratio=config.h_ratio, w_ratio=config.w_ratio,
-                  fused=config.fused, global_dim=config.global_dim, bdb_dim=config.bdb_dim)
+                  fused=config.fused, global_dim=config.global_dim, bdb_dim=config.bdb_dim,
+                  block_rounding=config.block_rounding, bn_group_size=config.bn_group_size,
+                  rect_group_size=config.bn_group_size if config.rect_per_group else None)
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:

@@ -80,6 +80,9 @@ class Trainer:
         self.drop_generator = lockstep_generator(config.seed + 1, self.device)
         check_lockstep(self.drop_generator)
         self.model.drop_pool.generator = self.drop_generator
+        # rect_per_group: the ranks draw one sequence in lock-step and each uses its slice of it, so R ranks x G
+        # groups drop as many distinct rectangles as R x G DataParallel replicas did.
+        self.model.rect_group_shard = (get_rank(), self.world_size)
         loss_class = CrossRankBDBLoss if config.cross_rank_mining else BDBLoss
         self.criterion = loss_class(config.margin, config.label_smoothing,
                                     triplet_global=config.weight_triplet_global, triplet_bdb=config.weight_triplet_bdb,

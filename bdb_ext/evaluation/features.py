@@ -9,7 +9,7 @@ from torch import nn
 
 from ._inputs import as_device
 
-__all__ = ["extract_features"]
+__all__ = ["extract_features", "extract_features_and_flipped"]
 
 
 def _forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -39,6 +39,26 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
         gave them; every metric refuses NaN or inf features with an error counting the rows (not here, because
         under torch.distributed one rank raising alone would leave the others waiting in the gather).
     """
+    plain, averaged, pids, camids = _extract(model, loader, device, amp_dtype, progress,
+                                             "averaged" if flip else "plain")
+    return (averaged if flip else plain), pids, camids
+
+
+def extract_features_and_flipped(model: nn.Module, loader: Iterable, device: torch.device | str | None = None,
+                                 amp_dtype: torch.dtype | None = None, progress: bool = False,
+                                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both test features of every image in one pass: (plain (N, D), flip-averaged (N, D), pids, camids).
+
+    The flip-averaged feature is (f(image) + f(mirror image)) / 2, as the official BDB evaluator computed it at
+    the commits behind the published numbers; the plain one is f(image). Arguments as :func:`extract_features`.
+    """
+    return _extract(model, loader, device, amp_dtype, progress, "both")
+
+
+def _extract(model: nn.Module, loader: Iterable, device: torch.device | str | None, amp_dtype: torch.dtype | None,
+             progress: bool, views: str) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor,
+                                                  torch.Tensor]:
+    """The extraction loop; ``views`` "plain", "averaged" or "both" says which features are kept."""
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -48,7 +68,7 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
                          f"got {amp_dtype!r}")
     was_training = model.training
     model.eval()
-    features, pids, camids = [], [], []
+    plain, averaged, pids, camids = [], [], [], []
     if progress:
         from tqdm.auto import tqdm
 
@@ -62,13 +82,15 @@ def extract_features(model: nn.Module, loader: Iterable, device: torch.device | 
                 images, batch_pids, batch_camids = batch
                 images = images.to(device, non_blocking=True)
                 out = _forward(model, images)
-                if flip:
-                    out = (out + _forward(model, images.flip(-1))) / 2
-                features.append(out.cpu())
+                if views != "averaged":
+                    plain.append(out.cpu())
+                if views != "plain":
+                    averaged.append(((out + _forward(model, images.flip(-1))) / 2).cpu())
                 pids.append(torch.as_tensor(batch_pids, dtype=torch.long).reshape(-1))
                 camids.append(torch.as_tensor(batch_camids, dtype=torch.long).reshape(-1))
     finally:
         model.train(was_training)
-    if not features:
+    if not pids:
         raise ValueError("extract_features: the loader yielded no batches")
-    return torch.cat(features), torch.cat(pids), torch.cat(camids)
+    return (torch.cat(plain) if plain else None, torch.cat(averaged) if averaged else None, torch.cat(pids),
+            torch.cat(camids))

@@ -48,6 +48,8 @@ class ReIDResults:
     ap_cutoff: int | None = None
     ranks: tuple[int, ...] = (1, 5, 10, 20)
     extra: dict[str, Any] = field(default_factory=dict)
+    eval_protocol: str = "standard"  # "standard" or "official" (see bdb_ext.evaluation.protocols)
+    flip: bool | None = None  # were the features flip-averaged (None: not recorded)
 
     @classmethod
     def from_metrics(cls, metrics: RankMetrics, **fields: Any) -> ReIDResults:
@@ -65,8 +67,9 @@ class ReIDResults:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: the settings, mAP, mINP, rank-k for ``ranks``, and the whole CMC."""
         data: dict[str, Any] = {
-            "dataset": self.dataset, "protocol": self.protocol, "reranked": self.reranked,
-            "ap_cutoff": self.ap_cutoff, "mAP": self.mAP, "mINP": self.mINP,
+            "dataset": self.dataset, "eval_protocol": self.eval_protocol, "flip": self.flip,
+            "protocol": self.protocol, "reranked": self.reranked, "ap_cutoff": self.ap_cutoff, "mAP": self.mAP,
+            "mINP": self.mINP,
         }
         data.update({f"rank-{k}": self.rank(k) for k in self.ranks if k <= len(self.cmc)})
         data.update({"num_valid_queries": self.num_valid_queries, "num_queries": self.num_queries,
@@ -80,6 +83,8 @@ class ReIDResults:
     def __str__(self) -> str:
         settings = [self.protocol] + (["re-ranked"] if self.reranked else [])
         settings += [f"AP@{self.ap_cutoff}"] if self.ap_cutoff else []
+        settings += ["flip-averaged"] if self.flip else []
+        settings += [f"{self.eval_protocol} protocol"] if self.eval_protocol != "standard" else []
         title = f"Results{f' on {self.dataset}' if self.dataset else ''} ({', '.join(settings)})"
         rows = [("mAP", f"{100 * self.mAP:.1f}%"), ("mINP", f"{100 * self.mINP:.1f}%")]
         rows += [(f"Rank-{k}", f"{100 * self.rank(k):.1f}%") for k in self.ranks if k <= len(self.cmc)]
@@ -94,14 +99,19 @@ class RecallResults:
     recalls: dict[int, float]
     dataset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    eval_protocol: str = "standard"  # "standard" or "official" (flip-averaged features)
+    flip: bool | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, **{f"R@{k}": v for k, v in sorted(self.recalls.items())}, **self.extra}
+        return {"dataset": self.dataset, "eval_protocol": self.eval_protocol, "flip": self.flip,
+                **{f"R@{k}": v for k, v in sorted(self.recalls.items())}, **self.extra}
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`as_dict` to ``path`` (parents created); returns the path."""
         return _write_json(self.as_dict(), path)
 
     def __str__(self) -> str:
-        title = f"Results{f' on {self.dataset}' if self.dataset else ''} (Recall@K)"
+        settings = ["Recall@K"] + (["flip-averaged"] if self.flip else [])
+        settings += [f"{self.eval_protocol} protocol"] if self.eval_protocol != "standard" else []
+        title = f"Results{f' on {self.dataset}' if self.dataset else ''} ({', '.join(settings)})"
         return _table(title, [(f"R@{k}", f"{100 * v:.1f}%") for k, v in sorted(self.recalls.items())])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
@@ -10,8 +11,9 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from .. import reference
-from ..layers import BatchDropPool
+from ..layers import BatchDropPool, draw_drop_rect
 from .backbone import build_trunk, trunk_channels
+from .ghost_batchnorm import check_group_size, convert_ghost_batchnorm
 from .init import init_head
 
 __all__ = ["BDBNet", "BDBOutput"]
@@ -23,7 +25,8 @@ class BDBOutput(NamedTuple):
     global_feature: (N, global_dim) float, the global branch's feature (triplet loss input).
     bdb_feature: (N, bdb_dim) float, the BDB branch's feature (triplet loss input).
     global_logits, bdb_logits: (N, num_classes) float, the classifiers' outputs (cross-entropy inputs).
-    rect: (4,) int64 [top, left, rows, cols], the block dropped from every map of the batch.
+    rect: (4,) int64 [top, left, rows, cols], the block dropped from every map of the batch; with
+        ``rect_group_size`` K, (N / K, 4): one block per group of K consecutive samples.
     """
 
     global_feature: torch.Tensor
@@ -54,6 +57,16 @@ class BDBNet(nn.Module):
             pool), which give the same outputs and gradients for the same rectangle.
         global_dim, bdb_dim: feature sizes of the two branches (the paper: 512 and 1024).
         generator: optional torch.Generator (on the model's device) that draws the rectangles.
+        block_rounding: how the block's size follows from the ratios: "round" (round(h_ratio * H), the official
+            code since 2019-03-15 and the default) or "floor" (int(h_ratio * H), the official code before it,
+            which trained the released Market-1501 model: 0.2 x 24 rows -> 4).
+        bn_group_size: None, or K: every BatchNorm computes its training statistics over groups of K consecutive
+            samples and updates its running statistics from the first group only, as K-image shards of
+            nn.DataParallel did (see :mod:`bdb_ext.models.ghost_batchnorm`). The batch must divide by K.
+        rect_group_size: None, or K: one rectangle per group of K consecutive samples, as each DataParallel
+            replica drew its own. ``rect_group_shard`` = (rank, world) makes ``world`` processes that draw in
+            lock-step take consecutive slices of one sequence of rectangles (so R processes x G groups draw as
+            many distinct rectangles as R x G replicas did); the trainer sets it under torch.distributed.
 
     Forward:
         ``model(images, rect=None)`` with images (N, 3, H, W) float. In training returns a :class:`BDBOutput`
@@ -63,7 +76,8 @@ class BDBNet(nn.Module):
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", pretrained: bool | str | os.PathLike = True,
                  h_ratio: float = 0.33, w_ratio: float = 1.0, fused: bool = True, *, global_dim: int = 512,
-                 bdb_dim: int = 1024, generator: torch.Generator | None = None) -> None:
+                 bdb_dim: int = 1024, generator: torch.Generator | None = None, block_rounding: str = "round",
+                 bn_group_size: int | None = None, rect_group_size: int | None = None) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("global_dim", global_dim), ("bdb_dim", bdb_dim)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -72,6 +86,13 @@ class BDBNet(nn.Module):
                 raise ValueError(f"{name} must be positive, got {value}")
         if not isinstance(fused, bool):
             raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
+        if block_rounding not in ("round", "floor"):
+            raise ValueError(f"block_rounding must be 'round' or 'floor', got {block_rounding!r}")
+        self.block_rounding = block_rounding
+        self.bn_group_size = None if bn_group_size is None else check_group_size("bn_group_size", bn_group_size)
+        self.rect_group_size = (None if rect_group_size is None
+                                else check_group_size("rect_group_size", rect_group_size))
+        self.rect_group_shard: tuple[int, int] = (0, 1)
         channels = trunk_channels(backbone)
         self.num_classes = num_classes
         self.backbone_name = backbone
@@ -94,6 +115,8 @@ class BDBNet(nn.Module):
 
         for head in (self.global_reduction, self.global_classifier, self.bdb_reduction, self.bdb_classifier):
             head.apply(init_head)
+        if self.bn_group_size is not None:
+            convert_ghost_batchnorm(self, self.bn_group_size)
 
     def feature_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(trunk map (N, C, h, w), BDB-branch map before the drop (N, C, h, w)); h, w = H/16, W/16 rounded up."""
@@ -112,14 +135,55 @@ class BDBNet(nn.Module):
             bdb_feature = self.bdb_reduction(self.drop_pool(bdb_map))
             return torch.cat([global_feature, bdb_feature], dim=1)
         if rect is None:
-            rect = self.drop_pool.draw_rect(bdb_map)
-        if self.fused:
-            pooled = self.drop_pool(bdb_map, rect)
-        else:
-            pooled = reference.drop_pool(bdb_map, rect, "max")
+            rect = self.draw_rect(bdb_map)
+        pooled = self._drop_pool(bdb_map, rect)
         bdb_feature = self.bdb_reduction(pooled)
         return BDBOutput(global_feature, bdb_feature, self.global_classifier(global_feature),
                          self.bdb_classifier(bdb_feature), rect)
 
+    def draw_rect(self, bdb_map: torch.Tensor) -> torch.Tensor:
+        """Fresh rectangle(s) for a (N, C, H, W) BDB-branch map: (4,) int64 [top, left, rows, cols], or
+        (N / rect_group_size, 4) with ``rect_group_size`` (drawn with the drop layer's generator)."""
+        height, width = bdb_map.shape[-2:]
+        h_ratio, w_ratio = self.drop_pool.h_ratio, self.drop_pool.w_ratio
+        if self.block_rounding == "floor":
+            # draw_drop_rect rounds ratio * size; k / size * size rounds back to exactly k.
+            h_ratio = math.floor(h_ratio * height) / height
+            w_ratio = math.floor(w_ratio * width) / width
+
+        def one() -> torch.Tensor:
+            return draw_drop_rect(height, width, h_ratio, w_ratio, bdb_map.device, self.drop_pool.generator)
+
+        if self.rect_group_size is None:
+            return one()
+        groups = self._num_groups(bdb_map.shape[0])
+        rank, world = self.rect_group_shard
+        return torch.stack([one() for _ in range(groups * world)])[rank * groups:(rank + 1) * groups]
+
+    def _num_groups(self, batch: int) -> int:
+        if batch % self.rect_group_size:
+            raise ValueError(f"BDBNet: the batch ({batch}) must be a multiple of rect_group_size "
+                             f"({self.rect_group_size}) in training")
+        return batch // self.rect_group_size
+
+    def _drop_pool(self, bdb_map: torch.Tensor, rect: torch.Tensor) -> torch.Tensor:
+        """Drop ``rect`` (4,) from the whole batch, or row g of ``rect`` (G, 4) from the g-th group of samples,
+        then global max pooling: (N, C, H, W) -> (N, C)."""
+        def drop(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            return self.drop_pool(x, r) if self.fused else reference.drop_pool(x, r, "max")
+
+        if rect.dim() == 1:
+            return drop(bdb_map, rect)
+        if rect.dim() != 2 or rect.shape[1] != 4:
+            raise ValueError(f"rect must have shape (4,) or (groups, 4), got {tuple(rect.shape)}")
+        if bdb_map.shape[0] % rect.shape[0]:
+            raise ValueError(f"rect has {rect.shape[0]} rows, which do not split the batch of {bdb_map.shape[0]} "
+                             "into equal groups")
+        chunks = bdb_map.split(bdb_map.shape[0] // rect.shape[0])
+        return torch.cat([drop(chunk, r) for chunk, r in zip(chunks, rect.unbind(0))])
+
     def extra_repr(self) -> str:
-        return f"backbone={self.backbone_name!r}, num_classes={self.num_classes}, fused={self.fused}"
+        extra = f", block_rounding={self.block_rounding!r}" if self.block_rounding != "round" else ""
+        extra += f", bn_group_size={self.bn_group_size}" if self.bn_group_size else ""
+        extra += f", rect_group_size={self.rect_group_size}" if self.rect_group_size else ""
+        return f"backbone={self.backbone_name!r}, num_classes={self.num_classes}, fused={self.fused}{extra}"

@@ -114,8 +114,8 @@ def test_evaluate_recall_results(tmp_path: Path) -> None:
     results = evaluate_recall(emb, [0, 0, 1, 2, 1], ks=(1, 2, 4), dataset="line")
     assert results.recalls == {1: 0.4, 2: 0.6, 4: 0.8}
     assert "R@2 | 60.0%" in str(results)
-    assert json.loads(results.to_json(tmp_path / "r.json").read_text()) == {"dataset": "line", "R@1": 0.4,
-                                                                            "R@2": 0.6, "R@4": 0.8}
+    assert json.loads(results.to_json(tmp_path / "r.json").read_text()) == {
+        "dataset": "line", "eval_protocol": "standard", "flip": None, "R@1": 0.4, "R@2": 0.6, "R@4": 0.8}
     inshop = evaluate_recall(emb[:2], [1, 2], ks=(1,), gallery=emb[2:], gallery_labels=[1, 2, 2])
     assert inshop.recalls == {1: 0.5}  # both queries are nearest to 10.0 (label 1): a hit for query 0 only
     with pytest.raises(ValueError, match="pass both gallery and gallery_labels"):
