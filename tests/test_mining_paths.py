@@ -29,8 +29,11 @@ def _randn(n: int, d: int, seed: int, scale: float = 1.0) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale
 
 
-@pytest.mark.parametrize("path", list(PATHS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("path", "dtype"),
+    # bf16 through the GEMM form is in the sanitizer driver (tests/emulation/): the emulator is slow at N = 2048.
+    [(p, torch.float32) for p in PATHS] + [("split-k", torch.bfloat16), ("select", torch.bfloat16)],
+)
 def test_mine_path_matches_reference(backend, path, dtype):
     n, d = PATHS[path]
     x = _randn(n, d, seed=n).to(dtype=dtype, device=backend.device)

@@ -103,21 +103,6 @@ __global__ void mining_norms_kernel(const scalar_t* __restrict__ x, int64_t N, i
   }
 }
 
-// Exchange a record with the lane `offset` away (xor, within groups of `width`) and merge.
-template <typename acc_t>
-__device__ inline void mining_record_shuffle_merge(MiningGemmRecord<acc_t>& rec, int offset, int width) {
-  MiningGemmRecord<acc_t> o;
-  o.pos_floor = __shfl_xor_sync(0xffffffffu, rec.pos_floor, offset, width);
-  o.pos_top = __shfl_xor_sync(0xffffffffu, rec.pos_top, offset, width);
-  o.pos_rest = __shfl_xor_sync(0xffffffffu, rec.pos_rest, offset, width);
-  o.neg_ceiling = __shfl_xor_sync(0xffffffffu, rec.neg_ceiling, offset, width);
-  o.neg_top = __shfl_xor_sync(0xffffffffu, rec.neg_top, offset, width);
-  o.neg_rest = __shfl_xor_sync(0xffffffffu, rec.neg_rest, offset, width);
-  o.pos_top_index = __shfl_xor_sync(0xffffffffu, rec.pos_top_index, offset, width);
-  o.neg_top_index = __shfl_xor_sync(0xffffffffu, rec.neg_top_index, offset, width);
-  rec.merge(o);
-}
-
 // Step 2: block (anchor tile, candidate tile) of 128 x 128 dot products, then one record per anchor.
 template <typename scalar_t, int VEC>
 __global__ void mining_gemm_bounds_kernel(const scalar_t* __restrict__ x, const int64_t* __restrict__ labels,
@@ -129,6 +114,9 @@ __global__ void mining_gemm_bounds_kernel(const scalar_t* __restrict__ x, const 
   __shared__ MiningStages<acc_t, kMiningGemmTile, kMiningGemmTileK> st;
   __shared__ int64_t candidate_labels[kMiningGemmTile];
   __shared__ acc_t candidate_norms[kMiningGemmTile];
+  // One record per thread for the row being merged: the 16 threads of an anchor merge through here in
+  // a fixed order (cheaper than 8 shuffles of a record per step, on the GPU and on the emulator).
+  __shared__ MiningGemmRecord<acc_t> row_records[kMiningThreadsPerSide][kMiningThreadsPerSide];
   const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
   const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
   const int64_t tiles = ceil_div(N, kMiningGemmTile);
@@ -167,11 +155,13 @@ __global__ void mining_gemm_bounds_kernel(const scalar_t* __restrict__ x, const 
             }
           }
         }
-        // The 16 threads of an anchor row are 16 consecutive lanes of one warp.
-        for (int offset = kMiningThreadsPerSide / 2; offset > 0; offset /= 2) {
-          mining_record_shuffle_merge(rec, offset, kMiningThreadsPerSide);
+        row_records[ty][tx] = rec;
+        __syncthreads();
+        if (tx == 0 && i < N) {
+          for (int k = 1; k < kMiningThreadsPerSide; ++k) rec.merge(row_records[ty][k]);
+          records[ct * N + i] = rec;
         }
-        if (tx == 0 && i < N) records[ct * N + i] = rec;
+        __syncthreads();  // row_records is rewritten for the next row
       }
       __syncthreads();  // candidate_labels / candidate_norms are rewritten by the next tile
     }
@@ -250,9 +240,7 @@ __global__ void mining_gemm_finalize_kernel(const scalar_t* __restrict__ x, cons
         best.offer(s, top_index, positive);
       }
     }
-    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) mining_shuffle_merge(best, offset, kWarpSize);
-    mining_write_winner<scalar_t, acc_t>(x, i, positive, positive ? best.pos_index : best.neg_index, D, lane, d_ap,
-                                         d_an, idx_p, idx_n);
+    mining_write_class_winner<scalar_t, acc_t>(x, i, positive, best, D, lane, d_ap, d_an, idx_p, idx_n);
   }
 }
 

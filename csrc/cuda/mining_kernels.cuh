@@ -145,9 +145,7 @@ __global__ void mining_finalize_kernel(const scalar_t* __restrict__ x, int64_t N
         best.offer_negative(part_neg_value[s * N + i], part_neg_index[s * N + i]);
       }
     }
-    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) mining_shuffle_merge(best, offset, kWarpSize);
-    mining_write_winner<scalar_t, acc_t>(x, i, positive, positive ? best.pos_index : best.neg_index, D, lane, d_ap,
-                                         d_an, idx_p, idx_n);
+    mining_write_class_winner<scalar_t, acc_t>(x, i, positive, best, D, lane, d_ap, d_an, idx_p, idx_n);
   }
 }
 
@@ -206,9 +204,7 @@ __global__ void mining_splitk_finalize_kernel(const scalar_t* __restrict__ x, co
       for (int64_t ks = 0; ks < ksplits; ++ks) s += partial[(ks * N + i) * N + j];
       best.offer(s, j, same);
     }
-    for (int offset = kWarpSize / 2; offset > 0; offset /= 2) mining_shuffle_merge(best, offset, kWarpSize);
-    mining_write_winner<scalar_t, acc_t>(x, i, positive, positive ? best.pos_index : best.neg_index, D, lane, d_ap,
-                                         d_an, idx_p, idx_n);
+    mining_write_class_winner<scalar_t, acc_t>(x, i, positive, best, D, lane, d_ap, d_an, idx_p, idx_n);
   }
 }
 

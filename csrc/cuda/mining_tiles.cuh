@@ -217,14 +217,26 @@ __device__ inline acc_t warp_squared_distance(const scalar_t* __restrict__ x, in
   return part;
 }
 
-// The last step of every mining path: the warp of (anchor i, class) has its winner in `best` (every
-// lane the same after a full merge); it re-measures the pair in the direct form and lane 0 writes the
-// output by the shared none-rule (common/mining.h).
+// The last step of every mining path: the warp of (anchor i, class) merges its lanes' winners of that
+// class (the order is total, so the merge order does not matter), re-measures the winning pair in the
+// direct form and lane 0 writes the output by the shared none-rule (common/mining.h).
 template <typename scalar_t, typename acc_t>
-__device__ inline void mining_write_winner(const scalar_t* __restrict__ x, int64_t i, bool positive, int64_t winner,
-                                           int64_t D, int lane, scalar_t* __restrict__ d_ap,
-                                           scalar_t* __restrict__ d_an, int64_t* __restrict__ idx_p,
-                                           int64_t* __restrict__ idx_n) {
+__device__ inline void mining_write_class_winner(const scalar_t* __restrict__ x, int64_t i, bool positive,
+                                                 MiningBest<acc_t> best, int64_t D, int lane,
+                                                 scalar_t* __restrict__ d_ap, scalar_t* __restrict__ d_an,
+                                                 int64_t* __restrict__ idx_p, int64_t* __restrict__ idx_n) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    if (positive) {
+      const acc_t v = __shfl_xor_sync(0xffffffffu, best.pos_value, offset);
+      const int64_t j = __shfl_xor_sync(0xffffffffu, best.pos_index, offset);
+      best.offer_positive(v, j);
+    } else {
+      const acc_t v = __shfl_xor_sync(0xffffffffu, best.neg_value, offset);
+      const int64_t j = __shfl_xor_sync(0xffffffffu, best.neg_index, offset);
+      best.offer_negative(v, j);
+    }
+  }
+  const int64_t winner = positive ? best.pos_index : best.neg_index;
   const acc_t s = warp_squared_distance<scalar_t, acc_t>(x, i, winner, D, lane);
   if (lane != 0) return;
   if (positive) {
