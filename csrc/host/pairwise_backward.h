@@ -5,7 +5,9 @@
 // Precision: the GEMMs run in full fp32 (or fp64) whatever the user's TF32 setting. at::mm on CUDA
 // follows torch.backends.cuda.matmul.allow_tf32 / torch.set_float32_matmul_precision, which would
 // silently round the operands to TF32 (10-bit mantissa); at::NoTF32Guard turns that off for this
-// thread only, for the duration of the two GEMMs (the CPU and the emulator never use TF32).
+// thread only, for the duration of the two GEMMs. The CPU (and the emulator) never use TF32; the guard
+// does not reach oneDNN, whose reduced-precision path under "medium" (bf16x3) stays within fp32's
+// tolerance (tests/test_mining_paths.py).
 //
 //   W = grad / dist (0 where dist = 0, as torch.cdist), or 2 * grad for squared distances
 //   grad_x = rowsum(W) * x - W @ y,   grad_y = colsum(W) * y - W^T @ x
