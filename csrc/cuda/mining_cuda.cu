@@ -168,8 +168,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> batch_hard_mine_kerne
   at::Tensor idx_n = at::empty({N}, x.options().dtype(at::kLong));
   if (N == 0) return {d_ap, d_an, idx_p, idx_n};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::batch_hard_mine", [&] {
-    // float64 keeps the direct form at every N (its GEMM tile would not fit the registers).
-    if (!std::is_same_v<scalar_t, double> && N >= kMiningGemmMinN) {
+    // float64 keeps the direct form at every N: its 128 x 128 GEMM tile would not fit the registers or
+    // the 48 KB of static shared memory, so it is not even instantiated.
+    if constexpr (std::is_same_v<scalar_t, double>) {
+      mine_direct<scalar_t>(x, labels, d_ap, d_an, idx_p, idx_n);
+    } else if (N >= kMiningGemmMinN) {
       mine_gemm<scalar_t>(x, labels, d_ap, d_an, idx_p, idx_n);
     } else {
       mine_direct<scalar_t>(x, labels, d_ap, d_an, idx_p, idx_n);
