@@ -7,7 +7,9 @@
 // the order in which threads or tiles combine their partial winners.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "macros.h"
 #include "max_candidate.h"
@@ -79,9 +81,29 @@ struct MiningBest {
   }
 };
 
-// The outputs for an anchor without a positive (d_ap = 0, idx_p = the anchor itself) or without a
-// negative (d_an = +inf, idx_n = -1) come from the caller; these say whether one was found.
+// Whether a winner was found (index >= 0) for an anchor.
 BDB_INLINE bool has_pair(int64_t idx) { return idx >= 0; }
+
+// One output of an anchor: the distance (the square root of the winner's squared distance) and the
+// index. The one home of the rule for an anchor without a pair, used by every backend:
+//   no positive: d_ap = 0, idx_p = the anchor itself;  no negative: d_an = +inf, idx_n = -1.
+template <typename acc_t>
+struct MinedPair {
+  acc_t distance;
+  int64_t index;
+};
+
+template <typename acc_t>
+BDB_HOST_DEVICE inline MinedPair<acc_t> mined_positive(int64_t anchor, int64_t index, acc_t squared) {
+  if (!has_pair(index)) return {acc_t(0), anchor};
+  return {std::sqrt(squared), index};
+}
+
+template <typename acc_t>
+BDB_HOST_DEVICE inline MinedPair<acc_t> mined_negative(int64_t index, acc_t squared) {
+  if (!has_pair(index)) return {std::numeric_limits<acc_t>::infinity(), int64_t(-1)};
+  return {std::sqrt(squared), index};
+}
 
 // d(sqrt(s))/d(a) = (a - b) / d: the weight g / d of the difference vector, 0 where d = 0 (the
 // subgradient torch.cdist uses) or where the pair does not exist, so repeated embeddings never

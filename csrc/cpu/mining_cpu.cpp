@@ -43,8 +43,6 @@ int64_t row_grain(int64_t work_per_row) {
   return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_row));
 }
 
-at::ScalarType acc_type_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
-
 // Squared row norms in the accumulation type (same 16-partial order as the direct distances).
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> squared_norms(const scalar_t* x, int64_t N, int64_t D) {
@@ -163,20 +161,12 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
           const bool contender = same ? !(s + e < pos_floor) : !(s - e > neg_ceiling);
           if (contender) exact.offer(squared_distance_direct<scalar_t, acc_t>(xp + i * D, xp + j * D, D), j, same);
         }
-        if (has_pair(exact.pos_index)) {
-          d_ap[i] = static_cast<scalar_t>(std::sqrt(exact.pos_value));
-          idx_p[i] = exact.pos_index;
-        } else {
-          d_ap[i] = static_cast<scalar_t>(0);
-          idx_p[i] = i;
-        }
-        if (has_pair(exact.neg_index)) {
-          d_an[i] = static_cast<scalar_t>(std::sqrt(exact.neg_value));
-          idx_n[i] = exact.neg_index;
-        } else {
-          d_an[i] = static_cast<scalar_t>(inf);
-          idx_n[i] = -1;
-        }
+        const MinedPair<acc_t> pos = mined_positive(i, exact.pos_index, exact.pos_value);
+        const MinedPair<acc_t> neg = mined_negative(exact.neg_index, exact.neg_value);
+        d_ap[i] = static_cast<scalar_t>(pos.distance);
+        idx_p[i] = pos.index;
+        d_an[i] = static_cast<scalar_t>(neg.distance);
+        idx_n[i] = neg.index;
       }
     });
   }

@@ -92,66 +92,6 @@ inline ChannelPoolShape channel_pool_launch(int64_t channel_vectors, int64_t bat
   return {ceil_div(channel_vectors, threads_x), grid_blocks(batch, kMaxGridY), threads_x, threads_y};
 }
 
-// Batch-hard mining and pairwise distances (mining_kernels.cuh): 16 x 16 threads, each measuring a
-// 2 x 2 block of (anchor, candidate) pairs, so a block covers a 32 x 32 tile of pairs and stages
-// the embeddings through shared memory kMiningTileK elements at a time.
-constexpr int kMiningTile = 32;
-constexpr int kMiningTileK = 16;
-constexpr int kMiningThreadsPerSide = 16;
-constexpr int kMiningMicro = kMiningTile / kMiningThreadsPerSide;
-constexpr int kMiningThreads = kMiningThreadsPerSide * kMiningThreadsPerSide;
-// Candidate tiles are split across blocks when there are few anchor tiles, so small batches still
-// fill the GPU; each split leaves one partial winner per anchor (O(splits * N) memory, never N x N).
-constexpr int64_t kMiningTargetBlocks = 512;
-constexpr int64_t kMiningMaxSplits = 32;
-
-struct MiningSelectShape {
-  int64_t anchor_blocks;    // grid x (grid-stride over anchor tiles)
-  int64_t splits;           // grid y: candidate tiles are divided into this many contiguous runs
-  int64_t tiles_per_split;  // candidate tiles per run
-  int threads;
-};
-
-inline MiningSelectShape mining_select_launch(int64_t N) {
-  const int64_t tiles = ceil_div(N, kMiningTile);
-  int64_t splits = ceil_div(kMiningTargetBlocks, tiles < 1 ? 1 : tiles);
-  const int64_t max_splits = tiles < kMiningMaxSplits ? tiles : kMiningMaxSplits;
-  if (splits > max_splits) splits = max_splits;
-  if (splits < 1) splits = 1;
-  int64_t per_split = ceil_div(tiles, splits);
-  if (per_split < 1) per_split = 1;
-  splits = ceil_div(tiles, per_split);
-  if (splits < 1) splits = 1;
-  return {grid_blocks(tiles), splits, per_split, kMiningThreads};
-}
-
-// The finalize step of mining: one warp per anchor (merge the splits' winners, then re-measure the
-// two chosen pairs in the direct form).
-constexpr int kMiningFinalizeThreads = 256;
-
-inline LaunchShape mining_finalize_launch(int64_t N) {
-  const int64_t anchors_per_block = kMiningFinalizeThreads / kWarpSize;
-  return {grid_blocks(ceil_div(N, anchors_per_block)), kMiningFinalizeThreads};
-}
-
-// Mining backward: one block per output row at a time, threads along the embedding.
-inline LaunchShape mining_backward_launch(int64_t N, int64_t D) {
-  int threads = 256;
-  while (threads > kWarpSize && threads / 2 >= D) threads /= 2;
-  return {grid_blocks(N), threads};
-}
-
-// pairwise_distance: one block per 32 x 32 output tile (grid x over columns, y over rows, both
-// grid-stride).
-struct PairwiseShape {
-  int64_t blocks_x;
-  int64_t blocks_y;
-  int threads;
-};
-
-inline PairwiseShape pairwise_launch(int64_t N, int64_t M) {
-  return {grid_blocks(ceil_div(M, kMiningTile)), grid_blocks(ceil_div(N, kMiningTile), kMaxGridY),
-          kMiningThreads};
-}
+// The metric-learning kernels' shapes are in cuda/mining_launch.cuh.
 
 }  // namespace bdb

@@ -7,6 +7,10 @@
 
 namespace bdb {
 
+// The accumulation dtype of the mining ops: float64 for float64 inputs, float32 otherwise (fp16 and
+// bf16 accumulate in fp32, as at::opmath_type). One definition for the CPU and CUDA host code.
+inline at::ScalarType acc_type_of(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
 inline void check_embedding_dtype(const at::Tensor& x, const char* name, const char* op) {
   const auto dt = x.scalar_type();
   TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16, op, ": ", name,

@@ -1,13 +1,17 @@
-// The mining half of the sanitizer driver (sanitizer_driver.cpp calls run_mining_cases): drives
-// pairwise_distance_kernel, mining_select_kernel + mining_finalize_kernel and mining_backward_kernel
-// (csrc/cuda/mining_kernels.cuh, unmodified) exactly as csrc/cuda/mining_cuda.cu launches them (the
-// same launch-shape functions, BDB_LAUNCH_KERNEL, the same buffers at their exact sizes; the
-// backward's CSR built in plain C++ the way chosen_pairs_by_row builds it with ATen) and compares
-// with a plain C++ reference in double (direct-form distances, docs/kernels.md semantics).
+// The mining half of the sanitizer driver (sanitizer_driver.cpp calls run_mining_cases): drives the
+// kernels of csrc/cuda/mining_kernels.cuh, mining_gemm_kernels.cuh and mining_backward_kernels.cuh
+// (unmodified) exactly as csrc/cuda/mining_cuda.cu launches them (the same launch-shape functions,
+// vector widths, BDB_LAUNCH_KERNEL, the same buffers at their exact sizes) and compares with a plain
+// C++ reference in double (direct-form distances, docs/kernels.md semantics). Every forward path runs
+// on every case (the host picks split-K at small N, the GEMM form at N >= 2048; here each is forced):
+//   select + finalize, split-K + split-K finalize, norms + GEMM bounds + GEMM finalize.
+// The backward's grouping kernel is checked against a plain C++ stable CSR, then the chunk and row
+// kernels against the reference gradient.
 //
 // Cases: ragged identity counts, one identity (no negatives), all labels distinct (no positives),
-// repeated embeddings (zero distances, ties), N not a multiple of the 32-row tile (several tiles and
-// several candidate splits), N = 1, D not a multiple of the 16-element chunk.
+// repeated embeddings (zero distances, ties), N not a multiple of the tiles (several tiles and
+// several candidate splits), N = 1, D not a multiple of the chunks, and a hub (one negative chosen
+// by most anchors: the backward's chunked rows).
 #include <c10/util/Half.h>
 
 #include <algorithm>
@@ -18,8 +22,11 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "../../csrc/cuda/mining_backward_kernels.cuh"
+#include "../../csrc/cuda/mining_gemm_kernels.cuh"
 #include "../../csrc/cuda/mining_kernels.cuh"
 #include "sanitizer_common.h"
 
@@ -64,7 +71,21 @@ struct MiningCase {
   int64_t N, D;
   std::vector<int64_t> labels;
   int distinct_rows;  // > 0: rows repeat among this many distinct embeddings
+  bool hub = false;   // backward: every anchor of another identity than row 0's takes row 0 as its negative
 };
+
+// The vector width mining_cuda.cu would pick (new T[] is at least 16-byte aligned), passed to `body`
+// as a compile-time constant.
+template <class T, class Body>
+void with_vector_width(const T* data, int64_t D, Body&& body) {
+  const bool aligned = reinterpret_cast<uintptr_t>(data) % 16 == 0;
+  constexpr int kWide = 16 / sizeof(T);
+  if (bdb::mining_vector_width(D, sizeof(T), aligned) == kWide) {
+    body(std::integral_constant<int, kWide>{});
+  } else {
+    body(std::integral_constant<int, 1>{});
+  }
+}
 
 std::string describe(const MiningCase& c, const char* type, const char* kernel) {
   return std::string(kernel) + "<" + type + "> " + c.name + " N=" + std::to_string(c.N) + " D=" + std::to_string(c.D);
@@ -139,10 +160,12 @@ void check_pairwise(const MiningCase& c, int64_t M, bool squared) {
   Buf<T> x = to_buffer<T>(xh), y = to_buffer<T>(yh);
   Buf<T> out(c.N * M, static_cast<T>(std::numeric_limits<float>::quiet_NaN()));
   const bdb::PairwiseShape shape = bdb::pairwise_launch(c.N, M);
-  auto kernel = bdb::pairwise_distance_kernel<T>;
-  const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
-  BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), bdb_emu::Stream{}, x.data(), y.data(), out.data(), c.N, M, c.D,
-                    squared);
+  with_vector_width(x.data(), c.D, [&](auto vec) {
+    auto kernel = bdb::pairwise_distance_kernel<T, decltype(vec)::value>;
+    const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
+    BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), bdb_emu::Stream{}, x.data(), y.data(), out.data(), c.N, M,
+                      c.D, squared);
+  });
   ++*g_checks_ptr;
   if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + ": " + e);
   for (int64_t i = 0; i < c.N; ++i)
@@ -157,36 +180,98 @@ void check_pairwise(const MiningCase& c, int64_t M, bool squared) {
     }
 }
 
+enum class MinePath { select, splitk, gemm };
+
+const char* path_name(MinePath p) {
+  return p == MinePath::select ? "select + finalize" : (p == MinePath::splitk ? "split-K + finalize" : "GEMM form");
+}
+
+// Runs one forward path as mining_cuda.cu does; returns the emulator's error ("" if none).
 template <class T>
-void check_mine(const MiningCase& c) {
+std::string run_mine_path(MinePath path, const MiningCase& c, Buf<T>& x, Buf<int64_t>& labels, Buf<T>& d_ap,
+                          Buf<T>& d_an, Buf<int64_t>& idx_p, Buf<int64_t>& idx_n, std::string& shape_note) {
   using acc_t = at::opmath_type<T>;
-  const std::string what = describe(c, type_name<T>(), "mining_select_kernel + mining_finalize_kernel");
-  const std::vector<double> xh = make_x(c, 21);
   const int64_t N = c.N, D = c.D;
+  const bdb::LaunchShape fin = bdb::mining_finalize_launch(N);
+  const dim3 fin_grid(static_cast<unsigned>(fin.blocks));
+  if (path == MinePath::select) {
+    const bdb::MiningSelectShape select = bdb::mining_select_launch(N);
+    shape_note = "splits=" + std::to_string(select.splits);
+    Buf<acc_t> ppv(select.splits * N, acc_t(0)), pnv(select.splits * N, acc_t(0));
+    Buf<int64_t> ppi(select.splits * N, -7), pni(select.splits * N, -7);
+    with_vector_width(x.data(), D, [&](auto vec) {
+      auto kernel = bdb::mining_select_kernel<T, decltype(vec)::value>;
+      const dim3 grid(static_cast<unsigned>(select.anchor_blocks), static_cast<unsigned>(select.splits));
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(select.threads), bdb_emu::Stream{}, x.data(), labels.data(), N, D,
+                        select.splits, select.tiles_per_split, ppv.data(), ppi.data(), pnv.data(), pni.data());
+    });
+    if (std::string e = bdb_emu::get_last_error(); !e.empty()) return "(select) " + e;
+    auto finalize = bdb::mining_finalize_kernel<T>;
+    BDB_LAUNCH_KERNEL(finalize, fin_grid, dim3(fin.threads), bdb_emu::Stream{}, x.data(), N, D, select.splits,
+                      ppv.data(), ppi.data(), pnv.data(), pni.data(), d_ap.data(), d_an.data(), idx_p.data(),
+                      idx_n.data());
+    return bdb_emu::get_last_error();
+  }
+  if (path == MinePath::splitk) {
+    const bdb::MiningSplitKShape splitk = bdb::mining_splitk_launch(N, D);
+    shape_note = "ksplits=" + std::to_string(splitk.ksplits);
+    Buf<acc_t> partial(splitk.ksplits * N * N, acc_t(-1));
+    with_vector_width(x.data(), D, [&](auto vec) {
+      auto kernel = bdb::mining_splitk_kernel<T, decltype(vec)::value>;
+      const dim3 grid(static_cast<unsigned>(splitk.tile_pairs), static_cast<unsigned>(splitk.ksplits));
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), bdb_emu::Stream{}, x.data(), N, D, splitk.ksplits,
+                        splitk.chunks_per_split, partial.data());
+    });
+    if (std::string e = bdb_emu::get_last_error(); !e.empty()) return "(split-K) " + e;
+    auto finalize = bdb::mining_splitk_finalize_kernel<T>;
+    BDB_LAUNCH_KERNEL(finalize, fin_grid, dim3(fin.threads), bdb_emu::Stream{}, x.data(), labels.data(), N, D,
+                      splitk.ksplits, partial.data(), d_ap.data(), d_an.data(), idx_p.data(), idx_n.data());
+    return bdb_emu::get_last_error();
+  }
+  Buf<acc_t> norms(N, acc_t(-1));
+  const bdb::LaunchShape ns = bdb::mining_norms_launch(N);
+  auto norms_kernel = bdb::mining_norms_kernel<T>;
+  BDB_LAUNCH_KERNEL(norms_kernel, dim3(static_cast<unsigned>(ns.blocks)), dim3(ns.threads), bdb_emu::Stream{},
+                    x.data(), N, D, norms.data());
+  if (std::string e = bdb_emu::get_last_error(); !e.empty()) return "(norms) " + e;
+  const bdb::MiningGemmShape gemm = bdb::mining_gemm_launch(N);
+  shape_note = "tiles=" + std::to_string(gemm.tiles);
+  using Record = bdb::MiningGemmRecord<acc_t>;
+  Record poison{};
+  Buf<Record> records(gemm.tiles * N, poison);
+  const acc_t u = std::numeric_limits<acc_t>::epsilon() / 2;
+  const acc_t tiny = std::numeric_limits<acc_t>::min();
+  with_vector_width(x.data(), D, [&](auto vec) {
+    auto kernel = bdb::mining_gemm_bounds_kernel<T, decltype(vec)::value>;
+    const dim3 grid(static_cast<unsigned>(gemm.blocks_x), static_cast<unsigned>(gemm.blocks_y));
+    BDB_LAUNCH_KERNEL(kernel, grid, dim3(gemm.threads), bdb_emu::Stream{}, x.data(), labels.data(), norms.data(), N,
+                      D, u, tiny, records.data());
+  });
+  if (std::string e = bdb_emu::get_last_error(); !e.empty()) return "(GEMM bounds) " + e;
+  auto finalize = bdb::mining_gemm_finalize_kernel<T>;
+  BDB_LAUNCH_KERNEL(finalize, fin_grid, dim3(fin.threads), bdb_emu::Stream{}, x.data(), labels.data(), N, D,
+                    static_cast<const Record*>(records.data()), d_ap.data(), d_an.data(), idx_p.data(), idx_n.data());
+  return bdb_emu::get_last_error();
+}
+
+template <class T>
+void check_mine(const MiningCase& c, MinePath path) {
+  const std::string what = describe(c, type_name<T>(), path_name(path));
+  const std::vector<double> xh = make_x(c, 21);
+  const int64_t N = c.N;
   Buf<T> x = to_buffer<T>(xh);
   Buf<int64_t> labels(N, 0);
   for (int64_t i = 0; i < N; ++i) labels[i] = c.labels[i];
   const T nan = static_cast<T>(std::numeric_limits<float>::quiet_NaN());
   Buf<T> d_ap(N, nan), d_an(N, nan);
   Buf<int64_t> idx_p(N, -7), idx_n(N, -7);
-  const bdb::MiningSelectShape select = bdb::mining_select_launch(N);
-  Buf<acc_t> ppv(select.splits * N, acc_t(0)), pnv(select.splits * N, acc_t(0));
-  Buf<int64_t> ppi(select.splits * N, -7), pni(select.splits * N, -7);
-  auto select_kernel = bdb::mining_select_kernel<T>;
-  const dim3 select_grid(static_cast<unsigned>(select.anchor_blocks), static_cast<unsigned>(select.splits));
-  BDB_LAUNCH_KERNEL(select_kernel, select_grid, dim3(select.threads), bdb_emu::Stream{}, x.data(), labels.data(), N, D,
-                    select.splits, select.tiles_per_split, ppv.data(), ppi.data(), pnv.data(), pni.data());
+  std::string shape_note;
   ++*g_checks_ptr;
-  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (select): " + e);
-  const bdb::LaunchShape fin = bdb::mining_finalize_launch(N);
-  auto finalize_kernel = bdb::mining_finalize_kernel<T>;
-  BDB_LAUNCH_KERNEL(finalize_kernel, dim3(static_cast<unsigned>(fin.blocks)), dim3(fin.threads), bdb_emu::Stream{},
-                    x.data(), N, D, select.splits, ppv.data(), ppi.data(), pnv.data(), pni.data(), d_ap.data(),
-                    d_an.data(), idx_p.data(), idx_n.data());
-  ++*g_checks_ptr;
-  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (finalize): " + e);
+  if (const std::string e = run_mine_path<T>(path, c, x, labels, d_ap, d_an, idx_p, idx_n, shape_note); !e.empty()) {
+    return fail(what + ": " + e);
+  }
   const Mined want = reference_mine(c, xh);
-  const std::string splits = " (splits=" + std::to_string(select.splits) + ")";
+  const std::string splits = " (" + shape_note + ")";
   for (int64_t i = 0; i < N; ++i) {
     const std::string at = what + splits + ": anchor " + std::to_string(i);
     if (idx_p[i] != want.idx_p[i]) {
@@ -205,33 +290,42 @@ void check_mine(const MiningCase& c) {
   }
 }
 
-// chosen_pairs_by_row (mining_cuda.cu) in plain C++: pair s < N is anchor s's positive (row idx_p[s],
-// or the sentinel row N when it has none), pair s >= N anchor s - N's negative (row idx_n, or N);
-// a stable sort by row, offsets[j] = the first sorted position whose row is >= j, for j = 0..N.
+// The grouping the backward needs, in plain C++: pair s < N is anchor s's positive (row idx_p[s], none
+// when idx_p[s] == s), pair s >= N anchor s - N's negative (row idx_n, none when -1); a stable sort of
+// the pairs that have a row, offsets[j] = the first sorted position whose row is >= j, j = 0..N.
 void build_csr(const std::vector<int64_t>& idx_p, const std::vector<int64_t>& idx_n, int64_t N,
-               std::vector<int64_t>& order, std::vector<int64_t>& offsets) {
+               std::vector<int32_t>& order, std::vector<int32_t>& offsets) {
   std::vector<int64_t> keys(2 * N);
   for (int64_t s = 0; s < N; ++s) {
-    keys[s] = (idx_p[s] == s || idx_p[s] < 0) ? N : idx_p[s];
-    keys[N + s] = idx_n[s] < 0 ? N : idx_n[s];
+    keys[s] = idx_p[s] == s ? -1 : idx_p[s];
+    keys[N + s] = idx_n[s];
   }
-  order.resize(2 * N);
-  for (int64_t s = 0; s < 2 * N; ++s) order[s] = s;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  order.clear();
+  for (int64_t s = 0; s < 2 * N; ++s)
+    if (keys[s] >= 0) order.push_back(static_cast<int32_t>(s));
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return keys[a] < keys[b]; });
   offsets.assign(N + 1, 0);
   for (int64_t j = 0; j <= N; ++j) {
-    offsets[j] = std::lower_bound(order.begin(), order.end(), j,
-                                  [&](int64_t s, int64_t row) { return keys[s] < row; }) -
-                 order.begin();
+    offsets[j] = static_cast<int32_t>(
+        std::lower_bound(order.begin(), order.end(), j, [&](int32_t s, int64_t row) { return keys[s] < row; }) -
+        order.begin());
   }
 }
 
 template <class T>
 void check_mine_backward(const MiningCase& c) {
-  const std::string what = describe(c, type_name<T>(), "mining_backward_kernel");
+  using acc_t = at::opmath_type<T>;
+  const std::string what = describe(c, type_name<T>(), "mining backward (group + chunks + rows)");
   const std::vector<double> xh = make_x(c, 31);
   const int64_t N = c.N, D = c.D;
-  const Mined fwd = reference_mine(c, xh);
+  Mined fwd = reference_mine(c, xh);
+  if (c.hub) {
+    for (int64_t i = 0; i < N; ++i) {
+      if (c.labels[i] == c.labels[0]) continue;
+      fwd.idx_n[i] = 0;
+      fwd.d_an[i] = std::sqrt(squared_distance(xh, i, xh, 0, D));
+    }
+  }
   // The forward outputs in T (d_ap/d_an rounded as the forward would give them), gradients with zeros.
   std::vector<double> gap(N), gan(N), dap(N), dan(N);
   for (int64_t i = 0; i < N; ++i) {
@@ -244,19 +338,46 @@ void check_mine_backward(const MiningCase& c) {
   Buf<T> d_ap = to_buffer<T>(dap), d_an = to_buffer<T>(dan);
   Buf<int64_t> idx_p(N, 0), idx_n(N, 0);
   for (int64_t i = 0; i < N; ++i) idx_p[i] = fwd.idx_p[i], idx_n[i] = fwd.idx_n[i];
-  std::vector<int64_t> order_h, offsets_h;
-  build_csr(fwd.idx_p, fwd.idx_n, N, order_h, offsets_h);
-  Buf<int64_t> order(2 * N, 0), offsets(N + 1, 0);
-  std::copy(order_h.begin(), order_h.end(), order.data());
-  std::copy(offsets_h.begin(), offsets_h.end(), offsets.data());
-  Buf<T> dx(N * D, static_cast<T>(std::numeric_limits<float>::quiet_NaN()));
-  const bdb::LaunchShape shape = bdb::mining_backward_launch(N, D);
-  auto kernel = bdb::mining_backward_kernel<T>;
-  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
-                    grad_ap.data(), grad_an.data(), x.data(), idx_p.data(), idx_n.data(), d_ap.data(), d_an.data(),
-                    order.data(), offsets.data(), dx.data(), N, D);
+  const bdb::MiningBackwardShape shape = bdb::mining_backward_launch(N, D);
+  // The host's one int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N).
+  Buf<int32_t> csr(5 * N + 2, -7);
+  int32_t* fill = csr.data();
+  int32_t* offsets = fill + N;
+  int32_t* chunk_offsets = offsets + N + 1;
+  int32_t* order = chunk_offsets + N + 1;
+  auto group = bdb::mining_group_pairs_kernel<int32_t>;
+  BDB_LAUNCH_KERNEL(group, dim3(1), dim3(bdb::kMiningGroupThreads), bdb_emu::Stream{}, idx_p.data(), idx_n.data(), N,
+                    shape.pairs_per_chunk, fill, offsets, chunk_offsets, order);
   ++*g_checks_ptr;
-  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + ": " + e);
+  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (group): " + e);
+  std::vector<int32_t> order_h, offsets_h;
+  build_csr(fwd.idx_p, fwd.idx_n, N, order_h, offsets_h);
+  int64_t want_chunks = 0;
+  for (int64_t j = 0; j <= N; ++j) {
+    if (offsets[j] != offsets_h[j]) return fail(what + " (group): offsets[" + std::to_string(j) + "] differs");
+    if (chunk_offsets[j] != want_chunks) return fail(what + " (group): chunk_offsets[" + std::to_string(j) + "] differs");
+    if (j < N) want_chunks += bdb::mining_hub_chunks(offsets_h[j + 1] - offsets_h[j], shape.pairs_per_chunk);
+  }
+  for (size_t e = 0; e < order_h.size(); ++e) {
+    if (order[e] != order_h[e]) return fail(what + " (group): order[" + std::to_string(e) + "] is not the stable order");
+  }
+  if (c.hub && want_chunks == 0) return fail(what + ": the hub case has no hub chunks");
+  Buf<acc_t> partial(shape.max_chunks * D, acc_t(-1));
+  Buf<T> dx(N * D, static_cast<T>(std::numeric_limits<float>::quiet_NaN()));
+  auto chunks = bdb::mining_backward_chunks_kernel<T>;
+  BDB_LAUNCH_KERNEL(chunks, dim3(static_cast<unsigned>(bdb::grid_blocks(shape.max_chunks)), static_cast<unsigned>(shape.d_blocks)),
+                    dim3(shape.threads), bdb_emu::Stream{}, grad_ap.data(), grad_an.data(), x.data(), idx_p.data(),
+                    idx_n.data(), d_ap.data(), d_an.data(), static_cast<const int32_t*>(order),
+                    static_cast<const int32_t*>(offsets), static_cast<const int32_t*>(chunk_offsets), N, D,
+                    shape.pairs_per_chunk, shape.max_chunks, partial.data());
+  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (chunks): " + e);
+  auto rows = bdb::mining_backward_rows_kernel<T>;
+  BDB_LAUNCH_KERNEL(rows, dim3(static_cast<unsigned>(bdb::grid_blocks(N)), static_cast<unsigned>(shape.d_blocks)),
+                    dim3(shape.threads), bdb_emu::Stream{}, grad_ap.data(), grad_an.data(), x.data(), idx_p.data(),
+                    idx_n.data(), d_ap.data(), d_an.data(), static_cast<const int32_t*>(order),
+                    static_cast<const int32_t*>(offsets), static_cast<const int32_t*>(chunk_offsets), N, D,
+                    shape.pairs_per_chunk, static_cast<const acc_t*>(partial.data()), dx.data());
+  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (rows): " + e);
   // Reference: d|x_a - x_b| / dx_a = (x_a - x_b) / d for each chosen pair, 0 where d = 0 or no pair.
   std::vector<double> want(N * D, 0.0), scale(N * D, 0.0);
   auto add_pair = [&](int64_t a, int64_t b, double g, double d) {
@@ -283,9 +404,13 @@ void check_mine_backward(const MiningCase& c) {
   }
 }
 
+// Every forward path the host can take for T (the GEMM form only for float accumulation), then the
+// backward.
 template <class T>
 void check_case(const MiningCase& c) {
-  check_mine<T>(c);
+  check_mine<T>(c, MinePath::select);
+  check_mine<T>(c, MinePath::splitk);
+  if constexpr (!std::is_same_v<T, double>) check_mine<T>(c, MinePath::gemm);
   check_mine_backward<T>(c);
 }
 
@@ -317,17 +442,24 @@ void run_mining_cases(bool quick, int& checks, int& failures) {
       {"repeated", 40, 7, {}, 3},
       // N = 1: no positive, no negative.
       {"N=1", 1, 3, {0}, 0},
+      // A hub: 150 anchors take row 0 as their negative (backward chunks of the hub row), 2 GEMM tiles.
+      {"hub", 160, 12, {}, 0, true},
   };
+  for (int64_t i = 0; i < 160; ++i) cases[5].labels.push_back(i == 0 ? 99 : i % 10);
   for (int64_t i = 0; i < 17; ++i) cases[2].labels.push_back(100 - i);
   for (int64_t i = 0; i < 40; ++i) cases[3].labels.push_back(i % 4);
   // Under TSan every 256-thread block of select and finalize costs about 0.1-0.2 s (real threads, one
   // rendezvous per shuffle), so: float everywhere, double on the small cases, half's 16-bit loads and
   // stores through the backward and pairwise_distance only.
-  if (quick) cases.resize(2);
+  if (quick) {
+    check_mine_backward<float>(cases[5]);
+    cases.resize(2);
+  }
   for (const MiningCase& c : cases) check_case<float>(c);
   check_case<double>(cases[1]);
   if (!quick) check_case<double>(cases[4]);
   check_mine_backward<c10::Half>(cases[0]);
+  check_mine<c10::Half>(cases[2], MinePath::gemm);
   // pairwise_distance: N != M, partial tiles on both sides, 2 x 2 tiles, N = M = 1.
   check_pairwise<float>(cases[0], 37, false);
   check_pairwise<float>(cases[0], 5, true);
