@@ -9,6 +9,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .ops._common import check_rect_in_map
+from .ops.drop import check_pool_mode
+
 __all__ = [
     "batch_drop_block",
     "batch_drop_block_broadcast",
@@ -24,13 +27,21 @@ __all__ = [
 ]
 
 
-def _rect_values(rect: torch.Tensor | Sequence[int]) -> list[int]:
-    return [int(v) for v in (rect.tolist() if isinstance(rect, torch.Tensor) else rect)]
+def _rect_values(rect: torch.Tensor | Sequence[int], x: torch.Tensor, op: str) -> list[int]:
+    # The fused ops' rect rule (inside the map, sizes >= 0): slicing would silently clip a rect that
+    # overhangs the map, or wrap a negative top around, where the fused path refuses it.
+    values = [int(v) for v in (rect.tolist() if isinstance(rect, torch.Tensor) else rect)]
+    if len(values) != 4:
+        raise ValueError(f"{op}: rect must hold 4 ints [top, left, height, width], got {values!r}")
+    check_rect_in_map(values, x.shape[2], x.shape[3], op)
+    return values
 
 
 def batch_drop_block(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """The reference code's BatchDrop: a full-size ones mask, the rectangle zeroed, then x * mask."""
-    top, left, height, width = _rect_values(rect)
+    """The reference code's BatchDrop: a full-size ones mask, the rectangle zeroed, then x * mask.
+
+    The rect must lie inside the map, as for the fused op (ValueError otherwise)."""
+    top, left, height, width = _rect_values(rect, x, "batch_drop_block")
     mask = x.new_ones(x.size())
     mask[:, :, top : top + height, left : left + width] = 0
     return x * mask
@@ -38,7 +49,7 @@ def batch_drop_block(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> tor
 
 def batch_drop_block_broadcast(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """A leaner eager form: a (1, 1, H, W) mask broadcast over the batch and channels."""
-    top, left, height, width = _rect_values(rect)
+    top, left, height, width = _rect_values(rect, x, "batch_drop_block")
     mask = x.new_ones((1, 1, x.shape[2], x.shape[3]))
     mask[:, :, top : top + height, left : left + width] = 0
     return x * mask
@@ -46,6 +57,7 @@ def batch_drop_block_broadcast(x: torch.Tensor, rect: torch.Tensor | Sequence[in
 
 def drop_pool(x: torch.Tensor, rect: torch.Tensor | Sequence[int], mode: str = "max") -> torch.Tensor:
     """The reference code's BDB branch head: BatchDrop, then AdaptiveMaxPool2d (or Avg), flattened to (N, C)."""
+    check_pool_mode(mode)
     y = batch_drop_block(x, rect)
     if y.numel() == 0:  # adaptive pooling rejects empty channel dims; the pooled result is just empty
         return y.new_zeros(y.shape[:2]) + y.sum(dim=(2, 3))

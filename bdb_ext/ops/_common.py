@@ -1,0 +1,208 @@
+"""What every bdb_ext op shares: argument checks, the rect rule, and the plumbing that registers an op's
+autograd, autocast and vmap behaviour for one ``torch.ops`` namespace.
+
+Each op's own math (fake kernel, derivatives) lives beside its public function in ``drop.py`` or
+``mining.py``; this module only holds what both families use the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import torch
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+__all__ = [
+    "RectLike",
+    "apply_function",
+    "as_rect_tensor",
+    "call_backward_op",
+    "check_rect_in_map",
+    "check_tensor",
+    "register_autocast",
+    "register_function_autograd",
+    "refuse_double_backward",
+    "vmap_by_loop",
+]
+
+RectLike = Union[torch.Tensor, Sequence[int]]
+
+# Keeps the Library objects that hold this package's Python kernels alive (a dropped Library
+# unregisters its kernels).
+_LIBRARIES: dict[str, torch.library.Library] = {}
+
+
+def _library(ns: str) -> torch.library.Library:
+    if ns not in _LIBRARIES:
+        _LIBRARIES[ns] = torch.library.Library(ns, "IMPL")
+    return _LIBRARIES[ns]
+
+
+# --- Argument checks --------------------------------------------------------------------------
+
+
+def check_tensor(name: str, value: object) -> None:
+    """TypeError naming ``name`` unless ``value`` is a tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+
+
+def as_rect_tensor(rect: RectLike) -> torch.Tensor:
+    """``rect`` as the int64 tensor [top, left, height, width] the kernels read.
+
+    A tensor is passed through unchanged (its dtype, shape and device are checked by the op); a
+    sequence of 4 ints becomes a CPU tensor.
+    """
+    if isinstance(rect, torch.Tensor):
+        return rect
+    if isinstance(rect, (str, bytes)) or not isinstance(rect, Sequence):
+        raise TypeError(
+            f"rect must be an int64 tensor or a sequence of 4 ints [top, left, height, width], got {type(rect).__name__}"
+        )
+    if len(rect) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rect):
+        raise ValueError(f"rect must hold 4 ints [top, left, height, width], got {list(rect)!r}")
+    return torch.tensor(rect, dtype=torch.int64)
+
+
+def check_rect_in_map(rect: Sequence[int], height: int, width: int, op: str) -> None:
+    """The rect rule of csrc/host/drop_args.h ``check_rect``, for code that holds the values on the host.
+
+    A rectangle must have height, width >= 0 and lie inside the ``height`` x ``width`` map. The fused
+    kernels apply it to every rect they can read without a host sync (a CPU rect); a rect that lives
+    on the GPU is clamped there instead. Same messages as the C++ check, so both paths read alike.
+    """
+    top, left, rows, cols = rect
+    if rows < 0 or cols < 0:
+        raise ValueError(
+            f"{op}: rect height and width must be >= 0, got [top={top}, left={left}, height={rows}, width={cols}]"
+        )
+    if top < 0 or left < 0 or top + rows > height or left + cols > width:
+        raise ValueError(
+            f"{op}: rect [top={top}, left={left}, height={rows}, width={cols}] must lie inside the "
+            f"{height}x{width} feature map"
+        )
+
+
+# --- Autograd, forward AD and vmap --------------------------------------------------------------
+#
+# Each differentiable op has one torch.autograd.Function (forward, setup_context, backward, jvp, vmap)
+# whose first input is the torch.ops namespace to run in. Two paths use it:
+# - the op's Autograd-key kernel, built by ``register_function_autograd`` from the Function's
+#   setup_context and backward, serves every plain call (training, torch.compile, direct
+#   ``torch.ops.<ns>.<op>`` calls); autocast, which the dispatcher runs before autograd, casts first;
+# - under forward AD (torch.autograd.forward_ad) or a torch.func transform (jvp, jacfwd, grad, vmap,
+#   ...) the public functions apply the Function itself: torch.func intercepts a Python Function
+#   before the dispatcher, never from inside a kernel, and only the Function carries jvp and vmap.
+
+
+def _forward_ad_or_functorch_active() -> bool:
+    return torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
+def apply_function(function: type[torch.autograd.Function], ops: Any, op_name: str, *args: Any) -> Any:
+    """Run op ``op_name`` of namespace ``ops``: through ``function`` when forward AD or torch.func needs
+    its jvp/vmap, else the op itself (Dynamo cannot trace a Function with a custom jvp)."""
+    if not torch.compiler.is_compiling() and _forward_ad_or_functorch_active():
+        return function.apply(ops, *args)
+    return getattr(ops, op_name)(*args)
+
+
+def register_function_autograd(ns: str, op_name: str, function: type[torch.autograd.Function]) -> None:
+    """Register ``function``'s setup_context and backward as the autograd of ``torch.ops.<ns>.<op_name>``."""
+    ops = getattr(torch.ops, ns)
+
+    def setup_context(ctx, inputs, output):
+        function.setup_context(ctx, (ops, *inputs), output)
+
+    def backward(ctx, *grads):
+        return function.backward(ctx, *grads)[1:]  # the namespace input has no gradient
+
+    torch.library.register_autograd(f"{ns}::{op_name}", backward, setup_context=setup_context)
+
+
+def _refusal(name: str) -> RuntimeError:
+    return RuntimeError(
+        f"{name}: double backward (a second derivative through bdb_ext's backward: create_graph=True, "
+        f"torch.func.hessian, grad of grad, ...) is not supported"
+    )
+
+
+def _is_higher_order_functorch() -> bool:
+    # A backward run by torch.func sees the transform stack. The level being differentiated is on top
+    # when torch.func.grad runs the backward (vjp/jacrev run it below their level); any other Grad or
+    # Jvp level could differentiate this backward again.
+    interpreters = [i.key() for i in retrieve_all_functorch_interpreters()]
+    differentiating = [k for k in interpreters if k in (torch._C._functorch.TransformType.Grad,
+                                                         torch._C._functorch.TransformType.Jvp)]
+    own_level = 1 if interpreters and interpreters[-1] == torch._C._functorch.TransformType.Grad else 0
+    return len(differentiating) > own_level
+
+
+def call_backward_op(op: Callable[..., Any], name: str, *args: Any) -> Any:
+    """Call a backward op from a Function's backward; a second derivative through it is refused.
+
+    Plain autograd: the op's own registered autograd (``refuse_double_backward``) raises if the result
+    is differentiated again. torch.func: the transform stack says whether a second derivative can
+    follow; if not, the op runs without recording (torch.func always backpropagates with
+    create_graph=True, and its graph must not hold a Python autograd kernel).
+    """
+    if not torch._C._are_functorch_transforms_active():
+        return op(*args)
+    if _is_higher_order_functorch():
+        raise _refusal(name)
+    with torch.no_grad():
+        return op(*args)
+
+
+def refuse_double_backward(ns: str, backward_ops: Sequence[str]) -> None:
+    """Register, for each ``ns::op`` in ``backward_ops``, an autograd formula that raises a clear error."""
+    for op in backward_ops:
+        name = f"{ns}::{op}"
+
+        def backward(ctx, *grads, _name: str = name):
+            raise _refusal(_name)
+
+        torch.library.register_autograd(name, backward, setup_context=lambda ctx, inputs, output: None)
+
+
+def vmap_by_loop(function: type[torch.autograd.Function], info: Any, in_dims: tuple, *args: Any) -> tuple:
+    """A vmap rule for ``function``: one call per batch entry, outputs stacked on dim 0.
+
+    Correct for every op (rect and labels may be batched too), not fast: torch.func.vmap over a fused
+    op is for per-sample gradients and Jacobians, not for training speed.
+    """
+    results = []
+    for i in range(info.batch_size):
+        sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
+        out = function.apply(*sliced)
+        results.append(out if isinstance(out, tuple) else (out,))
+    stacked = tuple(torch.stack(parts) for parts in zip(*results))
+    if len(stacked) == 1:
+        return stacked[0], 0
+    return stacked, (0,) * len(stacked)
+
+
+# --- Autocast -----------------------------------------------------------------------------------
+
+
+def register_autocast(ns: str, op_name: str, dtype: torch.dtype | None) -> None:
+    """Give ``torch.ops.<ns>.<op_name>`` an Autocast kernel (CPU and CUDA), as ATen's own ops have.
+
+    dtype: the dtype the op runs in under autocast (fp16/bf16 inputs are cast to it; float64 is kept,
+    as ATen's fp32 policy does), or None for an op that runs in its input's dtype. Either way the op
+    runs with autocast off, so the ATen calls inside its kernels (matmuls in the mining kernels) keep
+    the dtype the kernel expects instead of being autocast themselves.
+    """
+    for device_type in ("cpu", "cuda"):
+        if dtype is not None:
+            torch.library.register_autocast(f"{ns}::{op_name}", device_type, dtype, lib=_library(ns))
+            continue
+        key = getattr(torch._C.DispatchKey, "Autocast" + torch._C._dispatch_key_for_device(device_type))
+        op = getattr(getattr(torch.ops, ns), op_name).default
+
+        def kernel(_keyset, *args, _op=op, _key=key):
+            with torch._C._ExcludeDispatchKeyGuard(torch._C.DispatchKeySet(_key)):
+                return _op(*args)
+
+        _library(ns).impl(op_name, kernel, key.name, with_keyset=True)
