@@ -88,37 +88,48 @@ def check_rect_in_map(rect: Sequence[int], height: int, width: int, op: str) -> 
 #
 # Each differentiable op has one torch.autograd.Function (forward, setup_context, backward, jvp, vmap)
 # whose first input is the torch.ops namespace to run in. Two paths use it:
-# - the op's Autograd-key kernel, built by ``register_function_autograd`` from the Function's
-#   setup_context and backward, serves every plain call (training, torch.compile, direct
-#   ``torch.ops.<ns>.<op>`` calls); autocast, which the dispatcher runs before autograd, casts first;
-# - under forward AD (torch.autograd.forward_ad) or a torch.func transform (jvp, jacfwd, grad, vmap,
-#   ...) the public functions apply the Function itself: torch.func intercepts a Python Function
-#   before the dispatcher, never from inside a kernel, and only the Function carries jvp and vmap.
+# - the op's Autograd-key kernel (``register_function_autograd``) applies it to every call that needs
+#   a derivative: backward, forward AD (torch.autograd.forward_ad), torch.compile and direct
+#   ``torch.ops.<ns>.<op>`` calls; autocast, which the dispatcher runs before autograd, casts first;
+# - under a torch.func transform (jvp, jacfwd, grad, vjp, jacrev, vmap, ...) the public functions
+#   apply it themselves: torch.func intercepts a Python Function before the dispatcher, never from
+#   inside a kernel.
 
 
-def _forward_ad_or_functorch_active() -> bool:
-    return torch.autograd.forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+def _differentiating_functorch_levels() -> list:
+    kinds = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
+    return [k for k in (i.key() for i in retrieve_all_functorch_interpreters()) if k in kinds]
 
 
 def apply_function(function: type[torch.autograd.Function], ops: Any, op_name: str, *args: Any) -> Any:
-    """Run op ``op_name`` of namespace ``ops``: through ``function`` when forward AD or torch.func needs
-    its jvp/vmap, else the op itself (Dynamo cannot trace a Function with a custom jvp)."""
-    if not torch.compiler.is_compiling() and _forward_ad_or_functorch_active():
+    """Run op ``op_name`` of namespace ``ops``: the op itself, or ``function`` under a torch.func transform.
+
+    Dynamo cannot trace a Function with a custom jvp, so a compiled call always takes the op.
+    """
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
         return function.apply(ops, *args)
     return getattr(ops, op_name)(*args)
 
 
 def register_function_autograd(ns: str, op_name: str, function: type[torch.autograd.Function]) -> None:
-    """Register ``function``'s setup_context and backward as the autograd of ``torch.ops.<ns>.<op_name>``."""
+    """Make ``function`` the autograd (reverse and forward mode) of ``torch.ops.<ns>.<op_name>``."""
     ops = getattr(torch.ops, ns)
+    qualname = f"{ns}::{op_name}"
+    op = getattr(ops, op_name).default
 
-    def setup_context(ctx, inputs, output):
-        function.setup_context(ctx, (ops, *inputs), output)
+    def autograd_kernel(keyset, *args):
+        if torch._C._are_functorch_transforms_active() and _differentiating_functorch_levels():
+            raise RuntimeError(
+                f"{qualname}: torch.func transforms that differentiate (grad, jvp, jacrev, ...) need the "
+                f"Python entry point bdb_ext.ops.{op_name}, not the raw torch.ops op"
+            )
+        needs_grad = torch.is_grad_enabled() and torch._C._any_requires_grad(*args)
+        if needs_grad or torch.autograd.forward_ad._current_level >= 0:
+            return function.apply(ops, *args)
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
-    def backward(ctx, *grads):
-        return function.backward(ctx, *grads)[1:]  # the namespace input has no gradient
-
-    torch.library.register_autograd(f"{ns}::{op_name}", backward, setup_context=setup_context)
+    _library(ns).impl(op_name, autograd_kernel, "Autograd", with_keyset=True)
 
 
 def _refusal(name: str) -> RuntimeError:
@@ -132,11 +143,9 @@ def _is_higher_order_functorch() -> bool:
     # A backward run by torch.func sees the transform stack. The level being differentiated is on top
     # when torch.func.grad runs the backward (vjp/jacrev run it below their level); any other Grad or
     # Jvp level could differentiate this backward again.
-    interpreters = [i.key() for i in retrieve_all_functorch_interpreters()]
-    differentiating = [k for k in interpreters if k in (torch._C._functorch.TransformType.Grad,
-                                                         torch._C._functorch.TransformType.Jvp)]
-    own_level = 1 if interpreters and interpreters[-1] == torch._C._functorch.TransformType.Grad else 0
-    return len(differentiating) > own_level
+    interpreters = retrieve_all_functorch_interpreters()
+    on_top_grad = bool(interpreters) and interpreters[-1].key() == torch._C._functorch.TransformType.Grad
+    return len(_differentiating_functorch_levels()) > (1 if on_top_grad else 0)
 
 
 def call_backward_op(op: Callable[..., Any], name: str, *args: Any) -> Any:
