@@ -14,16 +14,16 @@ import torch
 from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 
 __all__ = [
+    "OpFunction",
     "RectLike",
-    "apply_function",
     "as_rect_tensor",
     "call_backward_op",
     "check_rect_in_map",
     "check_tensor",
     "register_autocast",
     "register_function_autograd",
+    "under_torch_func",
     "refuse_double_backward",
-    "vmap_by_loop",
 ]
 
 RectLike = Union[torch.Tensor, Sequence[int]]
@@ -96,24 +96,48 @@ def check_rect_in_map(rect: Sequence[int], height: int, width: int, op: str) -> 
 #   inside a kernel.
 
 
+class OpFunction(torch.autograd.Function):
+    """Base of the ops' Functions. Input 0 is the ``torch.ops`` namespace; ``op_name`` names the op that
+    ``forward`` runs (below autograd, so the Autograd-key kernel is not entered again). A subclass
+    defines setup_context (which stores the namespace as ``ctx.ops``), backward and jvp."""
+
+    op_name: str
+
+    @classmethod
+    def forward(cls, ops, *args):
+        with torch._C._AutoDispatchBelowAutograd():
+            return getattr(ops, cls.op_name)(*args)
+
+    @classmethod
+    def vmap(cls, info, in_dims, *args):
+        """One call per batch entry, outputs stacked on dim 0. Correct for every op (rect and labels may
+        be batched too), not fast: vmap over a fused op serves per-sample gradients and Jacobians."""
+        results = []
+        for i in range(info.batch_size):
+            sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
+            out = cls.apply(*sliced)
+            results.append(out if isinstance(out, tuple) else (out,))
+        stacked = tuple(torch.stack(parts) for parts in zip(*results))
+        if len(stacked) == 1:
+            return stacked[0], 0
+        return stacked, (0,) * len(stacked)
+
+
 def _differentiating_functorch_levels() -> list:
     kinds = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
     return [k for k in (i.key() for i in retrieve_all_functorch_interpreters()) if k in kinds]
 
 
-def apply_function(function: type[torch.autograd.Function], ops: Any, op_name: str, *args: Any) -> Any:
-    """Run op ``op_name`` of namespace ``ops``: the op itself, or ``function`` under a torch.func transform.
-
-    Dynamo cannot trace a Function with a custom jvp, so a compiled call always takes the op.
-    """
-    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
-        return function.apply(ops, *args)
-    return getattr(ops, op_name)(*args)
+def under_torch_func() -> bool:
+    """Whether a public function must apply its op's Function itself: under a torch.func transform, which
+    intercepts a Python Function before the dispatcher. Never while compiling: Dynamo cannot trace a
+    Function with a custom jvp, and the op's Autograd-key kernel gives compile the same derivatives."""
+    return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
 
 
-def register_function_autograd(ns: str, op_name: str, function: type[torch.autograd.Function]) -> None:
+def register_function_autograd(ns: str, function: type[OpFunction]) -> None:
     """Make ``function`` the autograd (reverse and forward mode) of ``torch.ops.<ns>.<op_name>``."""
-    ops = getattr(torch.ops, ns)
+    ops, op_name = getattr(torch.ops, ns), function.op_name
     qualname = f"{ns}::{op_name}"
     op = getattr(ops, op_name).default
 
@@ -173,23 +197,6 @@ def refuse_double_backward(ns: str, backward_ops: Sequence[str]) -> None:
             raise _refusal(_name)
 
         torch.library.register_autograd(name, backward, setup_context=lambda ctx, inputs, output: None)
-
-
-def vmap_by_loop(function: type[torch.autograd.Function], info: Any, in_dims: tuple, *args: Any) -> tuple:
-    """A vmap rule for ``function``: one call per batch entry, outputs stacked on dim 0.
-
-    Correct for every op (rect and labels may be batched too), not fast: torch.func.vmap over a fused
-    op is for per-sample gradients and Jacobians, not for training speed.
-    """
-    results = []
-    for i in range(info.batch_size):
-        sliced = [a.select(d, i) if d is not None else a for a, d in zip(args, in_dims)]
-        out = function.apply(*sliced)
-        results.append(out if isinstance(out, tuple) else (out,))
-    stacked = tuple(torch.stack(parts) for parts in zip(*results))
-    if len(stacked) == 1:
-        return stacked[0], 0
-    return stacked, (0,) * len(stacked)
 
 
 # --- Autocast -----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The Batch DropBlock ops: ``batch_drop_block`` and ``drop_pool``, each with its whole Python path here.
 
-Reading order for one op: the public function, its argument handling (``_<op>``), its fake kernel, its
-autograd Function (backward, forward-mode jvp, vmap). The C++ side is ``csrc/schemas.h`` (schema),
+Reading order for one op: the public function, its argument handling (``_<op>``, which takes the
+``torch.ops`` namespace first), its fake kernel, its autograd Function (setup_context, backward, forward-mode
+jvp; forward and vmap come from ``_common.OpFunction``). The C++ side is ``csrc/schemas.h`` (schema),
 ``csrc/cpu/drop_cpu.cpp`` and ``csrc/cuda/drop_cuda.cu`` (kernels). ``register_drop_ops`` registers
 the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only ``bdb_ext_emu``.
 """
@@ -14,14 +15,14 @@ import torch
 
 from ._common import (
     RectLike,
-    apply_function,
+    OpFunction,
     as_rect_tensor,
     call_backward_op,
     check_tensor,
     refuse_double_backward,
     register_autocast,
     register_function_autograd,
-    vmap_by_loop,
+    under_torch_func,
 )
 
 __all__ = ["POOL_MODES", "batch_drop_block", "check_pool_mode", "drop_pool", "register_drop_ops"]
@@ -76,7 +77,10 @@ def batch_drop_block(x: torch.Tensor, rect: RectLike) -> torch.Tensor:
 
 def _batch_drop_block(ops: Any, x: torch.Tensor, rect: RectLike) -> torch.Tensor:
     check_tensor("x", x)
-    return apply_function(_BatchDropBlock, ops, "batch_drop_block", x, as_rect_tensor(rect))
+    rect = as_rect_tensor(rect)
+    if under_torch_func():
+        return _BatchDropBlock.apply(ops, x, rect)
+    return ops.batch_drop_block(x, rect)
 
 
 def _batch_drop_block_fake(x, rect):
@@ -87,13 +91,10 @@ def _batch_drop_block_backward_fake(grad_y, rect):
     return _empty_map(grad_y, grad_y.shape, _dense_format(grad_y))
 
 
-class _BatchDropBlock(torch.autograd.Function):
+class _BatchDropBlock(OpFunction):
     """y = x outside the rectangle, 0 inside: the gradient and the tangent get the same mask."""
 
-    @staticmethod
-    def forward(ops, x, rect):
-        with torch._C._AutoDispatchBelowAutograd():
-            return ops.batch_drop_block(x, rect)
+    op_name = "batch_drop_block"
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -112,10 +113,6 @@ class _BatchDropBlock(torch.autograd.Function):
     def jvp(ctx, _ops_tangent, x_tangent, _rect_tangent):
         (rect,) = ctx.saved_tensors
         return _BatchDropBlock.apply(ctx.ops, x_tangent, rect)
-
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return vmap_by_loop(_BatchDropBlock, info, in_dims, *args)
 
 
 # --- drop_pool ------------------------------------------------------------------------------------
@@ -142,7 +139,10 @@ def drop_pool(x: torch.Tensor, rect: RectLike, mode: str = "max") -> tuple[torch
 def _drop_pool(ops: Any, x: torch.Tensor, rect: RectLike, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
     check_tensor("x", x)
     check_pool_mode(mode)
-    return apply_function(_DropPool, ops, "drop_pool", x, as_rect_tensor(rect), mode)
+    rect = as_rect_tensor(rect)
+    if under_torch_func():
+        return _DropPool.apply(ops, x, rect, mode)
+    return ops.drop_pool(x, rect, mode)
 
 
 def _drop_pool_fake(x, rect, mode):
@@ -157,14 +157,11 @@ def _drop_pool_backward_fake(grad_out, argmax, rect, mode, input_size, channels_
     return _empty_map(grad_out, input_size, fmt)
 
 
-class _DropPool(torch.autograd.Function):
+class _DropPool(OpFunction):
     """max: the gradient and the tangent go to (come from) the argmax position, none when the max is a
     dropped zero (argmax -1); avg: the gradient (tangent) is the avg drop-pool's adjoint (itself)."""
 
-    @staticmethod
-    def forward(ops, x, rect, mode):
-        with torch._C._AutoDispatchBelowAutograd():
-            return ops.drop_pool(x, rect, mode)
+    op_name = "drop_pool"
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -197,10 +194,6 @@ class _DropPool(torch.autograd.Function):
         picked = flat.gather(2, argmax.clamp(min=0).unsqueeze(2)).squeeze(2)
         return torch.where(argmax >= 0, picked, torch.zeros_like(picked)), None
 
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return vmap_by_loop(_DropPool, info, in_dims, *args)
-
 
 # --- Registration ---------------------------------------------------------------------------------
 
@@ -211,8 +204,8 @@ def register_drop_ops(ns: str) -> None:
     torch.library.register_fake(f"{ns}::_batch_drop_block_backward", _batch_drop_block_backward_fake)
     torch.library.register_fake(f"{ns}::drop_pool", _drop_pool_fake)
     torch.library.register_fake(f"{ns}::_drop_pool_backward", _drop_pool_backward_fake)
-    register_function_autograd(ns, "batch_drop_block", _BatchDropBlock)
-    register_function_autograd(ns, "drop_pool", _DropPool)
+    register_function_autograd(ns, _BatchDropBlock)
+    register_function_autograd(ns, _DropPool)
     refuse_double_backward(ns, ("_batch_drop_block_backward", "_drop_pool_backward"))
     # The drop kernels support fp16/bf16 and only copy or compare values: they run in x's dtype.
     for op in ("batch_drop_block", "_batch_drop_block_backward", "drop_pool", "_drop_pool_backward"):

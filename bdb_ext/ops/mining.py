@@ -1,7 +1,8 @@
 """The metric-learning ops: ``pairwise_distance``, ``batch_hard_mine`` and ``batch_hard_triplet_loss``.
 
-Reading order for one op: the public function, its argument handling (``_<op>``), its fake kernel, its
-autograd Function (backward, forward-mode jvp, vmap). The C++ side is ``csrc/schemas.h`` (schema),
+Reading order for one op: the public function, its argument handling (``_<op>``, which takes the
+``torch.ops`` namespace first), its fake kernel, its autograd Function (setup_context, backward, forward-mode
+jvp; forward and vmap come from ``_common.OpFunction``). The C++ side is ``csrc/schemas.h`` (schema),
 ``csrc/cpu/mining_cpu.cpp`` and ``csrc/cuda/mining_cuda.cu`` (kernels). ``register_mining_ops``
 registers the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only ``bdb_ext_emu``.
 """
@@ -15,13 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from ._common import (
-    apply_function,
+    OpFunction,
     call_backward_op,
     check_tensor,
     refuse_double_backward,
     register_autocast,
     register_function_autograd,
-    vmap_by_loop,
+    under_torch_func,
 )
 
 __all__ = [
@@ -95,7 +96,10 @@ def _pairwise_distance(ops: Any, x: torch.Tensor, y: torch.Tensor | None = None,
     if y is None:
         y = x
     check_tensor("y", y)
-    return apply_function(_PairwiseDistance, ops, "pairwise_distance", x, y, bool(squared))
+    squared = bool(squared)
+    if under_torch_func():
+        return _PairwiseDistance.apply(ops, x, y, squared)
+    return ops.pairwise_distance(x, y, squared)
 
 
 def _pairwise_distance_fake(x, y, squared):
@@ -108,11 +112,8 @@ def _pairwise_distance_backward_fake(grad, x, y, dist, squared):
     return x.new_empty(x.shape), y.new_empty(y.shape)
 
 
-class _PairwiseDistance(torch.autograd.Function):
-    @staticmethod
-    def forward(ops, x, y, squared):
-        with torch._C._AutoDispatchBelowAutograd():
-            return ops.pairwise_distance(x, y, squared)
+class _PairwiseDistance(OpFunction):
+    op_name = "pairwise_distance"
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -142,10 +143,6 @@ class _PairwiseDistance(torch.autograd.Function):
         positive = dist > 0
         return torch.where(positive, half / torch.where(positive, dist, torch.ones_like(dist)), torch.zeros_like(half))
 
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return vmap_by_loop(_PairwiseDistance, info, in_dims, *args)
-
 
 # --- batch_hard_mine ------------------------------------------------------------------------------
 
@@ -174,7 +171,9 @@ def batch_hard_mine(
 def _batch_hard_mine(ops: Any, x: torch.Tensor, labels: torch.Tensor):
     check_tensor("x", x)
     check_tensor("labels", labels)
-    return apply_function(_BatchHardMine, ops, "batch_hard_mine", x, labels)
+    if under_torch_func():
+        return _BatchHardMine.apply(ops, x, labels)
+    return ops.batch_hard_mine(x, labels)
 
 
 def _batch_hard_mine_fake(x, labels):
@@ -188,11 +187,8 @@ def _batch_hard_mine_backward_fake(grad_ap, grad_an, x, idx_p, idx_n, d_ap, d_an
     return x.new_empty(x.shape)
 
 
-class _BatchHardMine(torch.autograd.Function):
-    @staticmethod
-    def forward(ops, x, labels):
-        with torch._C._AutoDispatchBelowAutograd():
-            return ops.batch_hard_mine(x, labels)
+class _BatchHardMine(OpFunction):
+    op_name = "batch_hard_mine"
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -227,10 +223,6 @@ class _BatchHardMine(torch.autograd.Function):
             None,
             None,
         )
-
-    @staticmethod
-    def vmap(info, in_dims, *args):
-        return vmap_by_loop(_BatchHardMine, info, in_dims, *args)
 
 
 # --- batch_hard_triplet_loss ----------------------------------------------------------------------
@@ -289,8 +281,8 @@ def register_mining_ops(ns: str) -> None:
     torch.library.register_fake(f"{ns}::_pairwise_distance_backward", _pairwise_distance_backward_fake)
     torch.library.register_fake(f"{ns}::batch_hard_mine", _batch_hard_mine_fake)
     torch.library.register_fake(f"{ns}::_batch_hard_mine_backward", _batch_hard_mine_backward_fake)
-    register_function_autograd(ns, "pairwise_distance", _PairwiseDistance)
-    register_function_autograd(ns, "batch_hard_mine", _BatchHardMine)
+    register_function_autograd(ns, _PairwiseDistance)
+    register_function_autograd(ns, _BatchHardMine)
     refuse_double_backward(ns, ("_pairwise_distance_backward", "_batch_hard_mine_backward"))
     # Distances and their gradients need float32: fp16/bf16 inputs are promoted, as ATen's fp32 ops
     # (cdist, pdist) are under autocast.
