@@ -41,7 +41,8 @@ def test_batch_drop_block_jvp_is_the_same_rectangle(backend, channels_last):
     if channels_last:
         x, t = x.contiguous(memory_format=torch.channels_last), t.contiguous(memory_format=torch.channels_last)
     rect = [1, 1, 3, 2]
-    _check_jvp(lambda x: backend.ops.batch_drop_block(x, rect), lambda x: reference.batch_drop_block(x, rect), (x,), (t,))
+    _check_jvp(lambda x: backend.ops.batch_drop_block(x, rect), lambda x: reference.batch_drop_block(x, rect),
+               (x,), (t,))
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -49,7 +50,8 @@ def test_drop_pool_jvp(backend, mode):
     x, t = (_randn(3, 4, 6, 5, seed=s, device=backend.device) for s in (2, 3))
     x[0, 0] = -x[0, 0].abs() - 1  # every kept value negative: the max is a dropped zero (argmax -1), tangent 0
     rect = [2, 0, 2, 5]
-    _check_jvp(lambda x: backend.ops.drop_pool(x, rect, mode)[0], lambda x: reference.drop_pool(x, rect, mode), (x,), (t,))
+    _check_jvp(lambda x: backend.ops.drop_pool(x, rect, mode)[0], lambda x: reference.drop_pool(x, rect, mode),
+               (x,), (t,))
     if mode == "max":
         _, tangent = torch.func.jvp(lambda x: backend.ops.drop_pool(x, rect, mode)[0], (x,), (t,))
         assert tangent[0, 0] == 0

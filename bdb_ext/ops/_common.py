@@ -20,10 +20,8 @@ __all__ = [
     "call_backward_op",
     "check_rect_in_map",
     "check_tensor",
-    "register_autocast",
-    "register_function_autograd",
+    "register_op",
     "under_torch_func",
-    "refuse_double_backward",
 ]
 
 RectLike = Union[torch.Tensor, Sequence[int]]
@@ -88,7 +86,7 @@ def check_rect_in_map(rect: Sequence[int], height: int, width: int, op: str) -> 
 #
 # Each differentiable op has one torch.autograd.Function (forward, setup_context, backward, jvp, vmap)
 # whose first input is the torch.ops namespace to run in. Two paths use it:
-# - the op's Autograd-key kernel (``register_function_autograd``) applies it to every call that needs
+# - the op's Autograd-key kernel (``_register_function_autograd``) applies it to every call that needs
 #   a derivative: backward, forward AD (torch.autograd.forward_ad), torch.compile and direct
 #   ``torch.ops.<ns>.<op>`` calls; autocast, which the dispatcher runs before autograd, casts first;
 # - under a torch.func transform (jvp, jacfwd, grad, vjp, jacrev, vmap, ...) the public functions
@@ -135,7 +133,7 @@ def under_torch_func() -> bool:
     return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
 
 
-def register_function_autograd(ns: str, function: type[OpFunction]) -> None:
+def _register_function_autograd(ns: str, function: type[OpFunction]) -> None:
     """Make ``function`` the autograd (reverse and forward mode) of ``torch.ops.<ns>.<op_name>``."""
     ops, op_name = getattr(torch.ops, ns), function.op_name
     qualname = f"{ns}::{op_name}"
@@ -175,7 +173,7 @@ def _is_higher_order_functorch() -> bool:
 def call_backward_op(op: Callable[..., Any], name: str, *args: Any) -> Any:
     """Call a backward op from a Function's backward; a second derivative through it is refused.
 
-    Plain autograd: the op's own registered autograd (``refuse_double_backward``) raises if the result
+    Plain autograd: the op's own registered autograd (``_refuse_double_backward``) raises if the result
     is differentiated again. torch.func: the transform stack says whether a second derivative can
     follow; if not, the op runs without recording (torch.func always backpropagates with
     create_graph=True, and its graph must not hold a Python autograd kernel).
@@ -188,21 +186,20 @@ def call_backward_op(op: Callable[..., Any], name: str, *args: Any) -> Any:
         return op(*args)
 
 
-def refuse_double_backward(ns: str, backward_ops: Sequence[str]) -> None:
-    """Register, for each ``ns::op`` in ``backward_ops``, an autograd formula that raises a clear error."""
-    for op in backward_ops:
-        name = f"{ns}::{op}"
+def _refuse_double_backward(ns: str, backward_op: str) -> None:
+    """Register for ``ns::backward_op`` an autograd formula that raises a clear error."""
+    name = f"{ns}::{backward_op}"
 
-        def backward(ctx, *grads, _name: str = name):
-            raise _refusal(_name)
+    def backward(ctx, *grads):
+        raise _refusal(name)
 
-        torch.library.register_autograd(name, backward, setup_context=lambda ctx, inputs, output: None)
+    torch.library.register_autograd(name, backward, setup_context=lambda ctx, inputs, output: None)
 
 
 # --- Autocast -----------------------------------------------------------------------------------
 
 
-def register_autocast(ns: str, op_name: str, dtype: torch.dtype | None) -> None:
+def _register_autocast(ns: str, op_name: str, dtype: torch.dtype | None) -> None:
     """Give ``torch.ops.<ns>.<op_name>`` an Autocast kernel (CPU and CUDA), as ATen's own ops have.
 
     dtype: the dtype the op runs in under autocast (fp16/bf16 inputs are cast to it; float64 is kept,
@@ -222,3 +219,20 @@ def register_autocast(ns: str, op_name: str, dtype: torch.dtype | None) -> None:
                 return _op(*args)
 
         _library(ns).impl(op_name, kernel, key.name, with_keyset=True)
+
+
+# --- Registration -------------------------------------------------------------------------------
+
+
+def register_op(ns: str, function: type[OpFunction], fake: Callable[..., Any], backward_fake: Callable[..., Any],
+                autocast_dtype: torch.dtype | None) -> None:
+    """Register the Python parts of ``torch.ops.<ns>.<function.op_name>`` and of its backward op
+    ``_<op_name>_backward``: fake kernels, autograd (from ``function``; the backward op refuses to be
+    differentiated) and autocast (``autocast_dtype``, see ``_register_autocast``)."""
+    backward_op = f"_{function.op_name}_backward"
+    torch.library.register_fake(f"{ns}::{function.op_name}", fake)
+    torch.library.register_fake(f"{ns}::{backward_op}", backward_fake)
+    _register_function_autograd(ns, function)
+    _refuse_double_backward(ns, backward_op)
+    for name in (function.op_name, backward_op):
+        _register_autocast(ns, name, autocast_dtype)

@@ -14,14 +14,12 @@ from typing import Any
 import torch
 
 from ._common import (
-    RectLike,
     OpFunction,
+    RectLike,
     as_rect_tensor,
     call_backward_op,
     check_tensor,
-    refuse_double_backward,
-    register_autocast,
-    register_function_autograd,
+    register_op,
     under_torch_func,
 )
 
@@ -200,13 +198,6 @@ class _DropPool(OpFunction):
 
 def register_drop_ops(ns: str) -> None:
     """Register the fake kernels, autograd and autocast of ``torch.ops.<ns>``'s drop ops."""
-    torch.library.register_fake(f"{ns}::batch_drop_block", _batch_drop_block_fake)
-    torch.library.register_fake(f"{ns}::_batch_drop_block_backward", _batch_drop_block_backward_fake)
-    torch.library.register_fake(f"{ns}::drop_pool", _drop_pool_fake)
-    torch.library.register_fake(f"{ns}::_drop_pool_backward", _drop_pool_backward_fake)
-    register_function_autograd(ns, _BatchDropBlock)
-    register_function_autograd(ns, _DropPool)
-    refuse_double_backward(ns, ("_batch_drop_block_backward", "_drop_pool_backward"))
-    # The drop kernels support fp16/bf16 and only copy or compare values: they run in x's dtype.
-    for op in ("batch_drop_block", "_batch_drop_block_backward", "drop_pool", "_drop_pool_backward"):
-        register_autocast(ns, op, None)
+    # The drop kernels support fp16/bf16 and only copy or compare values: under autocast they run in x's dtype.
+    register_op(ns, _BatchDropBlock, _batch_drop_block_fake, _batch_drop_block_backward_fake, autocast_dtype=None)
+    register_op(ns, _DropPool, _drop_pool_fake, _drop_pool_backward_fake, autocast_dtype=None)

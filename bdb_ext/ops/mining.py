@@ -19,9 +19,7 @@ from ._common import (
     OpFunction,
     call_backward_op,
     check_tensor,
-    refuse_double_backward,
-    register_autocast,
-    register_function_autograd,
+    register_op,
     under_torch_func,
 )
 
@@ -277,14 +275,9 @@ def _batch_hard_triplet_loss(
 
 def register_mining_ops(ns: str) -> None:
     """Register the fake kernels, autograd and autocast of ``torch.ops.<ns>``'s mining ops."""
-    torch.library.register_fake(f"{ns}::pairwise_distance", _pairwise_distance_fake)
-    torch.library.register_fake(f"{ns}::_pairwise_distance_backward", _pairwise_distance_backward_fake)
-    torch.library.register_fake(f"{ns}::batch_hard_mine", _batch_hard_mine_fake)
-    torch.library.register_fake(f"{ns}::_batch_hard_mine_backward", _batch_hard_mine_backward_fake)
-    register_function_autograd(ns, _PairwiseDistance)
-    register_function_autograd(ns, _BatchHardMine)
-    refuse_double_backward(ns, ("_pairwise_distance_backward", "_batch_hard_mine_backward"))
-    # Distances and their gradients need float32: fp16/bf16 inputs are promoted, as ATen's fp32 ops
-    # (cdist, pdist) are under autocast.
-    for op in ("pairwise_distance", "_pairwise_distance_backward", "batch_hard_mine", "_batch_hard_mine_backward"):
-        register_autocast(ns, op, torch.float32)
+    # Distances and their gradients need float32: under autocast fp16/bf16 inputs are promoted, as for
+    # ATen's cdist and pdist.
+    register_op(ns, _PairwiseDistance, _pairwise_distance_fake, _pairwise_distance_backward_fake,
+                autocast_dtype=torch.float32)
+    register_op(ns, _BatchHardMine, _batch_hard_mine_fake, _batch_hard_mine_backward_fake,
+                autocast_dtype=torch.float32)
