@@ -102,3 +102,43 @@ def test_bdb_training_step_on_cuda_has_no_host_transfer_or_sync(fake_cuda, amp):
     with torch.autocast("cuda", dtype=amp, enabled=amp is not None):
         _training_steps(2, model, criterion, audit)
     assert audit.findings == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_bdb_training_step_on_a_gpu_never_syncs_and_is_graph_capturable():
+    """The same step on a real GPU, forward and backward: torch's sync debug mode raises on any synchronising
+    call, and CUDA graph capture refuses syncs and pageable host copies."""
+    torch.manual_seed(0)
+    model = BDBNet(num_classes=4, backbone="resnet18", pretrained=False).cuda().train()
+    criterion = BDBLoss(margin=0.3)
+    images = torch.randn(8, 3, 64, 32, device="cuda")
+    labels = torch.arange(4, device="cuda").repeat(2)
+
+    def step() -> torch.Tensor:
+        total = criterion(model(images), labels).total
+        total.backward()
+        return total
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (cuDNN algorithm search, allocator) off the checked steps
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
+        step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+    model.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
+    for _ in range(2):
+        graph.replay()
+    torch.cuda.synchronize()
+    assert torch.isfinite(captured)
