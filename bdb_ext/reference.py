@@ -9,9 +9,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .ops._common import check_rect_in_map
-from .ops.drop import check_pool_mode
-
 __all__ = [
     "batch_drop_block",
     "batch_drop_block_broadcast",
@@ -28,12 +25,26 @@ __all__ = [
 
 
 def _rect_values(rect: torch.Tensor | Sequence[int], x: torch.Tensor, op: str) -> list[int]:
-    # The fused ops' rect rule (inside the map, sizes >= 0): slicing would silently clip a rect that
-    # overhangs the map, or wrap a negative top around, where the fused path refuses it.
+    """``rect`` as 4 ints, under the fused ops' rule: height, width >= 0 and the rectangle inside the map.
+
+    The rule and its messages are those of ``check_rect`` in csrc/host/drop_args.h, which the fused kernels
+    apply to every rect they can read without a host sync (a CPU rect; a rect on the GPU is clamped there).
+    Without it, slicing would silently clip a rect that overhangs the map, or wrap a negative top around.
+    """
     values = [int(v) for v in (rect.tolist() if isinstance(rect, torch.Tensor) else rect)]
     if len(values) != 4:
         raise ValueError(f"{op}: rect must hold 4 ints [top, left, height, width], got {values!r}")
-    check_rect_in_map(values, x.shape[2], x.shape[3], op)
+    top, left, rows, cols = values
+    height, width = x.shape[2], x.shape[3]
+    if rows < 0 or cols < 0:
+        raise ValueError(
+            f"{op}: rect height and width must be >= 0, got [top={top}, left={left}, height={rows}, width={cols}]"
+        )
+    if top < 0 or left < 0 or top + rows > height or left + cols > width:
+        raise ValueError(
+            f"{op}: rect [top={top}, left={left}, height={rows}, width={cols}] must lie inside the "
+            f"{height}x{width} feature map"
+        )
     return values
 
 
@@ -57,7 +68,6 @@ def batch_drop_block_broadcast(x: torch.Tensor, rect: torch.Tensor | Sequence[in
 
 def drop_pool(x: torch.Tensor, rect: torch.Tensor | Sequence[int], mode: str = "max") -> torch.Tensor:
     """The reference code's BDB branch head: BatchDrop, then AdaptiveMaxPool2d (or Avg), flattened to (N, C)."""
-    check_pool_mode(mode)
     y = batch_drop_block(x, rect)
     if y.numel() == 0:  # adaptive pooling rejects empty channel dims; the pooled result is just empty
         return y.new_zeros(y.shape[:2]) + y.sum(dim=(2, 3))

@@ -78,11 +78,6 @@ def test_unfused_model_refuses_a_rect_outside_the_map():
             model(images, rect)
 
 
-def test_reference_refuses_an_unknown_pool_mode():
-    with pytest.raises(ValueError, match="mode must be one of"):
-        bdb_ext.reference.drop_pool(torch.randn(1, 1, 2, 2), [0, 0, 1, 1], "median")
-
-
 def test_python_level_argument_errors(backend):
     x = torch.randn(1, 2, 4, 4, device=backend.device)
     with pytest.raises(ValueError, match="mode must be one of"):

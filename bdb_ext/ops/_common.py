@@ -1,4 +1,4 @@
-"""What every bdb_ext op shares: argument checks, the rect rule, and the plumbing that registers an op's
+"""What every bdb_ext op shares: argument checks, and the plumbing that registers an op's
 autograd, autocast and vmap behaviour for one ``torch.ops`` namespace.
 
 Each op's own math (fake kernel, derivatives) lives beside its public function in ``drop.py`` or
@@ -18,7 +18,6 @@ __all__ = [
     "RectLike",
     "as_rect_tensor",
     "call_backward_op",
-    "check_rect_in_map",
     "check_tensor",
     "register_op",
     "under_torch_func",
@@ -61,25 +60,6 @@ def as_rect_tensor(rect: RectLike) -> torch.Tensor:
     if len(rect) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in rect):
         raise ValueError(f"rect must hold 4 ints [top, left, height, width], got {list(rect)!r}")
     return torch.tensor(rect, dtype=torch.int64)
-
-
-def check_rect_in_map(rect: Sequence[int], height: int, width: int, op: str) -> None:
-    """The rect rule of csrc/host/drop_args.h ``check_rect``, for code that holds the values on the host.
-
-    A rectangle must have height, width >= 0 and lie inside the ``height`` x ``width`` map. The fused
-    kernels apply it to every rect they can read without a host sync (a CPU rect); a rect that lives
-    on the GPU is clamped there instead. Same messages as the C++ check, so both paths read alike.
-    """
-    top, left, rows, cols = rect
-    if rows < 0 or cols < 0:
-        raise ValueError(
-            f"{op}: rect height and width must be >= 0, got [top={top}, left={left}, height={rows}, width={cols}]"
-        )
-    if top < 0 or left < 0 or top + rows > height or left + cols > width:
-        raise ValueError(
-            f"{op}: rect [top={top}, left={left}, height={rows}, width={cols}] must lie inside the "
-            f"{height}x{width} feature map"
-        )
 
 
 # --- Autograd, forward AD and vmap --------------------------------------------------------------

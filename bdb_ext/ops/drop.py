@@ -31,8 +31,8 @@ POOL_MODES = ("max", "avg")
 def check_pool_mode(mode: object) -> str:
     """``mode`` if it is a pooling mode ("max" or "avg"), else a ValueError naming it.
 
-    The one Python check of the mode, used by :func:`drop_pool`, :class:`~bdb_ext.BatchDropPool` and
-    the reference (the C++ op repeats it for direct ``torch.ops`` calls).
+    The one Python check of the mode, used by :func:`drop_pool` and :class:`~bdb_ext.BatchDropPool` (the
+    C++ op repeats it for direct ``torch.ops`` calls).
     """
     if mode not in POOL_MODES:
         raise ValueError(f"mode must be one of {POOL_MODES}, got {mode!r}")
