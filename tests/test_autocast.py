@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import bdb_ext
 from bdb_ext import reference
 from bdb_ext.losses import BDBLoss
 from bdb_ext.models import BDBNet
@@ -107,3 +108,19 @@ def test_bdb_training_step_under_cpu_autocast(amp):
     scaler.update()
     assert not torch.equal(model.bdb_reduction[0].weight, before)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_compiled_ops_under_autocast_match_eager():
+    labels = torch.arange(4) // 2
+    rect = torch.tensor([1, 0, 2, 4])
+
+    def head(x):
+        pooled = bdb_ext.ops.drop_pool(x, rect, "max")[0]
+        return bdb_ext.ops.batch_hard_triplet_loss(pooled, labels), pooled
+
+    x = torch.randn(4, 8, 6, 4).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        compiled = torch.compile(head, fullgraph=True)(x)
+        eager = head(x)
+    assert compiled[0].dtype == torch.float32 and compiled[1].dtype == torch.bfloat16
+    torch.testing.assert_close(compiled, eager)

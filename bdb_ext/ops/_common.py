@@ -188,6 +188,8 @@ def _register_autocast(ns: str, op_name: str, dtype: torch.dtype | None) -> None
     the dtype the kernel expects instead of being autocast themselves.
     """
     for device_type in ("cpu", "cuda"):
+        if not torch._C._is_autocast_available(device_type):  # a torch build without that backend
+            continue
         if dtype is not None:
             torch.library.register_autocast(f"{ns}::{op_name}", device_type, dtype, lib=_library(ns))
             continue
