@@ -113,11 +113,27 @@ def under_torch_func() -> bool:
     return not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
 
 
+def _without_setup_context(function: type[OpFunction]) -> type[torch.autograd.Function]:
+    """``function`` as an old-style Function (setup_context called from forward). A Function with its own
+    setup_context has its arguments bound by inspect.signature on every apply (about 3x the cost of a small
+    op); only torch.func needs that form, and it never reaches the Autograd-key kernel."""
+
+    def forward(ctx, *args):
+        output = function.forward(*args)
+        function.setup_context(ctx, args, output)
+        return output
+
+    members = {"forward": staticmethod(forward), "backward": staticmethod(function.backward),
+               "jvp": staticmethod(function.jvp)}
+    return type(f"{function.__name__}Autograd", (torch.autograd.Function,), members)
+
+
 def _register_function_autograd(ns: str, function: type[OpFunction]) -> None:
     """Make ``function`` the autograd (reverse and forward mode) of ``torch.ops.<ns>.<op_name>``."""
     ops, op_name = getattr(torch.ops, ns), function.op_name
     qualname = f"{ns}::{op_name}"
     op = getattr(ops, op_name).default
+    plain = _without_setup_context(function)
 
     def autograd_kernel(keyset, *args):
         if torch._C._are_functorch_transforms_active() and _differentiating_functorch_levels():
@@ -127,7 +143,7 @@ def _register_function_autograd(ns: str, function: type[OpFunction]) -> None:
             )
         needs_grad = torch.is_grad_enabled() and torch._C._any_requires_grad(*args)
         if needs_grad or torch.autograd.forward_ad._current_level >= 0:
-            return function.apply(ops, *args)
+            return plain.apply(ops, *args)
         with torch._C._AutoDispatchBelowAutograd():
             return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
 
