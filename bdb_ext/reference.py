@@ -24,13 +24,35 @@ __all__ = [
 ]
 
 
-def _rect_values(rect: torch.Tensor | Sequence[int]) -> list[int]:
-    return [int(v) for v in (rect.tolist() if isinstance(rect, torch.Tensor) else rect)]
+def _rect_values(rect: torch.Tensor | Sequence[int], x: torch.Tensor, op: str) -> list[int]:
+    """``rect`` as 4 ints, under the fused ops' rule: height, width >= 0 and the rectangle inside the map.
+
+    The rule and its messages are those of ``check_rect`` in csrc/host/drop_args.h, which the fused kernels
+    apply to every rect they can read without a host sync (a CPU rect; a rect on the GPU is clamped there).
+    Without it, slicing would silently clip a rect that overhangs the map, or wrap a negative top around.
+    """
+    values = [int(v) for v in (rect.tolist() if isinstance(rect, torch.Tensor) else rect)]
+    if len(values) != 4:
+        raise ValueError(f"{op}: rect must hold 4 ints [top, left, height, width], got {values!r}")
+    top, left, rows, cols = values
+    height, width = x.shape[2], x.shape[3]
+    if rows < 0 or cols < 0:
+        raise ValueError(
+            f"{op}: rect height and width must be >= 0, got [top={top}, left={left}, height={rows}, width={cols}]"
+        )
+    if top < 0 or left < 0 or top + rows > height or left + cols > width:
+        raise ValueError(
+            f"{op}: rect [top={top}, left={left}, height={rows}, width={cols}] must lie inside the "
+            f"{height}x{width} feature map"
+        )
+    return values
 
 
 def batch_drop_block(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """The reference code's BatchDrop: a full-size ones mask, the rectangle zeroed, then x * mask."""
-    top, left, height, width = _rect_values(rect)
+    """The reference code's BatchDrop: a full-size ones mask, the rectangle zeroed, then x * mask.
+
+    The rect must lie inside the map, as for the fused op (ValueError otherwise)."""
+    top, left, height, width = _rect_values(rect, x, "batch_drop_block")
     mask = x.new_ones(x.size())
     mask[:, :, top : top + height, left : left + width] = 0
     return x * mask
@@ -38,7 +60,7 @@ def batch_drop_block(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> tor
 
 def batch_drop_block_broadcast(x: torch.Tensor, rect: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """A leaner eager form: a (1, 1, H, W) mask broadcast over the batch and channels."""
-    top, left, height, width = _rect_values(rect)
+    top, left, height, width = _rect_values(rect, x, "batch_drop_block")
     mask = x.new_ones((1, 1, x.shape[2], x.shape[3]))
     mask[:, :, top : top + height, left : left + width] = 0
     return x * mask

@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import pytest
 import torch
 
 import bdb_ext
-from bdb_ext.ops import OpLibrary
+from emulated_library import OP_NAMES
 
 BACKENDS = ("cpu", "cuda-emulated", "cuda")
 
@@ -23,15 +24,23 @@ BACKENDS = ("cpu", "cuda-emulated", "cuda")
 class Backend:
     name: str
     device: torch.device
-    ops: OpLibrary
+    # The bdb_ext.ops functions (or the same functions bound to bdb_ext_emu) and ``namespace``, the
+    # torch.ops namespace they run in.
+    ops: types.SimpleNamespace
 
     @property
     def is_emulated(self) -> bool:
         return self.name == "cuda-emulated"
 
 
+# The public functions themselves, as the emulated backend's twins are laid out.
+PUBLIC_OPS = types.SimpleNamespace(
+    namespace="bdb_ext", **{name: getattr(bdb_ext.ops, name) for name in OP_NAMES}
+)
+
+
 @pytest.fixture(scope="session")
-def emulated_library() -> OpLibrary:
+def emulated_library() -> types.SimpleNamespace:
     from emulated_library import load_emulated_library
 
     return load_emulated_library()
@@ -41,14 +50,14 @@ def emulated_library() -> OpLibrary:
 def backend(request) -> Backend:
     name = request.param
     if name == "cpu":
-        return Backend(name, torch.device("cpu"), bdb_ext.ops._library)
+        return Backend(name, torch.device("cpu"), PUBLIC_OPS)
     if name == "cuda-emulated":
         return Backend(name, torch.device("cpu"), request.getfixturevalue("emulated_library"))
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     if not bdb_ext.build_info()["cuda"]:
         pytest.fail("a CUDA device is present but bdb_ext._C was built without CUDA kernels (BDB_EXT_CUDA=1 to force)")
-    return Backend(name, torch.device("cuda"), bdb_ext.ops._library)
+    return Backend(name, torch.device("cuda"), PUBLIC_OPS)
 
 
 @pytest.fixture(params=["cpu", "cuda"])

@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import types
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.utils.cpp_extension
 
 import bdb_ext.ops
+from bdb_ext.ops import drop, mining
 
-__all__ = ["REPO_ROOT", "emulation_build_dir", "load_emulated_library"]
+__all__ = ["OP_NAMES", "REPO_ROOT", "bind_namespace", "emulation_build_dir", "load_emulated_library"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CSRC = REPO_ROOT / "csrc"
@@ -29,7 +32,23 @@ NAMESPACE = "bdb_ext_emu"
 CXX_FLAGS = ("-std=c++20", "-O1", "-g0", "-DBDB_CUDA_EMULATION", "-Wno-attributes")
 
 _lock = threading.Lock()
-_library: bdb_ext.ops.OpLibrary | None = None
+# The public functions of bdb_ext.ops; each has a private twin ``_<name>(ops, ...)`` that takes the
+# torch.ops namespace first.
+OP_NAMES = ("batch_drop_block", "drop_pool", "pairwise_distance", "batch_hard_mine", "batch_hard_triplet_loss")
+
+_library: types.SimpleNamespace | None = None
+
+
+def bind_namespace(ns: str) -> types.SimpleNamespace:
+    """The bdb_ext.ops functions bound to ``torch.ops.<ns>``: same signatures, same argument handling,
+    autograd, forward AD and autocast; only the kernels differ."""
+    bdb_ext.ops._register_namespace(ns)
+    ops = getattr(torch.ops, ns)
+    functions = {}
+    for name in OP_NAMES:
+        module = drop if hasattr(drop, name) else mining
+        functions[name] = partial(getattr(module, f"_{name}"), ops)
+    return types.SimpleNamespace(namespace=ns, **functions)
 
 
 def _sources_key() -> str:
@@ -68,8 +87,9 @@ def _wrapper_sources(build_dir: Path) -> list[str]:
     return sources
 
 
-def load_emulated_library(verbose: bool = False) -> bdb_ext.ops.OpLibrary:
-    """Build (or reuse) and load the emulated CUDA kernels; returns ``OpLibrary("bdb_ext_emu")``.
+def load_emulated_library(verbose: bool = False) -> types.SimpleNamespace:
+    """Build (or reuse) and load the emulated CUDA kernels; returns ``bind_namespace("bdb_ext_emu")``, whose
+    attributes (batch_drop_block, drop_pool, ...) are called like ``bdb_ext.ops.*``.
 
     Raises whatever the build raises (a compiler error comes with its output); the tests that use
     the emulated backend then fail rather than skip.
@@ -94,10 +114,10 @@ def load_emulated_library(verbose: bool = False) -> bdb_ext.ops.OpLibrary:
         )
         if not hasattr(torch.ops, NAMESPACE) or not hasattr(getattr(torch.ops, NAMESPACE), "batch_drop_block"):
             raise RuntimeError(f"the emulated library in {build_dir} loaded but registered no {NAMESPACE} ops")
-        _library = bdb_ext.ops.OpLibrary(NAMESPACE)
+        _library = bind_namespace(NAMESPACE)
         return _library
 
 
 if __name__ == "__main__":  # python tests/emulated_library.py: build and report where
     lib = load_emulated_library(verbose=True)
-    print(f"{lib!r} built in {emulation_build_dir()}")
+    print(f"{lib.namespace} built in {emulation_build_dir()}")

@@ -53,6 +53,31 @@ def test_rect_outside_the_map(backend, rect, message):
         backend.ops.drop_pool(x, rect, "max")
 
 
+@pytest.mark.parametrize("rect", [[0, 0, -1, 2], [3, 0, 2, 4], [0, 2, 1, 3], [-1, 0, 1, 1]])
+def test_reference_path_refuses_the_same_rects(rect):
+    """One rule for the fused op and the eager reference (BDBNet(fused=False)): before, slicing clipped an
+    overhanging rect and wrapped a negative top around, silently."""
+    x = torch.randn(1, 2, 4, 4)
+    with pytest.raises(RuntimeError) as fused:
+        bdb_ext.ops.drop_pool(x, rect, "max")
+    for op in (bdb_ext.reference.drop_pool, bdb_ext.reference.batch_drop_block,
+               bdb_ext.reference.batch_drop_block_broadcast):
+        with pytest.raises(ValueError) as eager:
+            op(x, torch.tensor(rect))
+        # The same sentence as the C++ check, after the op's name.
+        assert str(eager.value).split(": ", 1)[1] in str(fused.value)
+
+
+def test_unfused_model_refuses_a_rect_outside_the_map():
+    from bdb_ext.models import BDBNet
+
+    images, rect = torch.randn(2, 3, 64, 32), torch.tensor([3, 0, 2, 2])  # the BDB map is 4x2
+    for fused in (True, False):
+        model = BDBNet(3, "resnet18", pretrained=False, fused=fused).train()
+        with pytest.raises((RuntimeError, ValueError), match="must lie inside the 4x2 feature map"):
+            model(images, rect)
+
+
 def test_python_level_argument_errors(backend):
     x = torch.randn(1, 2, 4, 4, device=backend.device)
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -89,5 +114,5 @@ def test_layer_argument_validation(cls):
 
 
 def test_pool_layer_mode_validation():
-    with pytest.raises(ValueError, match="mode must be 'max' or 'avg'"):
+    with pytest.raises(ValueError, match="mode must be one of"):
         bdb_ext.BatchDropPool(mode="sum")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import bdb_ext
+from bdb_ext.losses import BDBLoss
 from bdb_ext import reference
 from mining_cases import pk_labels, ragged_labels
 
@@ -100,16 +101,27 @@ def test_module():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
-@pytest.mark.parametrize("margin", [math.inf, -math.inf, math.nan])
-def test_non_finite_margin_rejected(margin):
-    with pytest.raises(ValueError, match="margin must be finite"):
-        bdb_ext.BatchHardTripletLoss(margin=margin)
-    with pytest.raises(ValueError, match="margin must be finite"):
+@pytest.mark.parametrize("margin", [math.inf, -math.inf, math.nan, -0.1])
+@pytest.mark.parametrize("make", [bdb_ext.BatchHardTripletLoss, BDBLoss])
+def test_bad_margin_rejected_alike_by_both_losses_and_the_op(margin, make):
+    with pytest.raises(ValueError, match=r"margin must be a finite float >= 0"):
+        make(margin=margin)
+    with pytest.raises(ValueError, match=r"margin must be a finite float >= 0"):
         bdb_ext.ops.batch_hard_triplet_loss(torch.randn(4, 2), torch.zeros(4, dtype=torch.int64), margin)
 
 
+@pytest.mark.parametrize("make", [bdb_ext.BatchHardTripletLoss, BDBLoss])
+def test_zero_margin_is_the_plain_hard_margin(make):
+    # margin=0 is a legal hard-margin triplet loss: max(0, d_ap - d_an), as the reference computes it.
+    assert make(margin=0).margin == 0.0
+    x, labels = torch.randn(8, 5, dtype=torch.float64), torch.arange(8) // 2
+    torch.testing.assert_close(bdb_ext.ops.batch_hard_triplet_loss(x, labels, 0),
+                               reference.batch_hard_triplet_loss(x, labels, 0.0))
+
+
 def test_bad_margin_and_reduction_rejected():
-    with pytest.raises(TypeError, match="margin must be a finite float or None"):
-        bdb_ext.BatchHardTripletLoss(margin="0.3")
+    for make in (bdb_ext.BatchHardTripletLoss, BDBLoss):
+        with pytest.raises(TypeError, match="margin must be a finite float >= 0 or None"):
+            make(margin="0.3")
     with pytest.raises(ValueError, match="reduction must be one of"):
         bdb_ext.BatchHardTripletLoss(reduction="batchmean")

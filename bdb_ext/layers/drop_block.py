@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
+from ..ops.drop import check_pool_mode
 from .rectangles import check_ratio, draw_drop_rect
 
 __all__ = ["BatchDropBlock", "BatchDropPool"]
@@ -24,7 +25,25 @@ def _check_feature_map(x: object) -> None:
         raise ValueError(f"x must be a 4-D tensor (N, C, H, W), got shape {tuple(x.shape)}")
 
 
-class BatchDropBlock(nn.Module):
+class _BatchDropLayer(nn.Module):
+    """What both Batch DropBlock layers share: the block's ratios, the generator, and drawing the rectangle."""
+
+    def __init__(self, h_ratio: float, w_ratio: float, generator: torch.Generator | None) -> None:
+        super().__init__()
+        self.h_ratio = check_ratio("h_ratio", h_ratio)
+        self.w_ratio = check_ratio("w_ratio", w_ratio)
+        _check_generator(generator)
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return f"h_ratio={self.h_ratio}, w_ratio={self.w_ratio}"
+
+    def draw_rect(self, x: torch.Tensor) -> torch.Tensor:
+        """A fresh rectangle [top, left, rows, cols] (int64, on x's device) for a feature map shaped like ``x``."""
+        return draw_drop_rect(x.shape[2], x.shape[3], self.h_ratio, self.w_ratio, x.device, self.generator)
+
+
+class BatchDropBlock(_BatchDropLayer):
     """Batch DropBlock (Dai et al., ICCV 2019): in training, zero the same rectangle of every
     feature map of every sample; in eval, the identity.
 
@@ -41,18 +60,7 @@ class BatchDropBlock(nn.Module):
     """
 
     def __init__(self, h_ratio: float = 0.3, w_ratio: float = 1.0, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.h_ratio = check_ratio("h_ratio", h_ratio)
-        self.w_ratio = check_ratio("w_ratio", w_ratio)
-        _check_generator(generator)
-        self.generator = generator
-
-    def extra_repr(self) -> str:
-        return f"h_ratio={self.h_ratio}, w_ratio={self.w_ratio}"
-
-    def draw_rect(self, x: torch.Tensor) -> torch.Tensor:
-        """A fresh rectangle [top, left, rows, cols] for a feature map shaped like ``x``."""
-        return draw_drop_rect(x.shape[2], x.shape[3], self.h_ratio, self.w_ratio, x.device, self.generator)
+        super().__init__(h_ratio, w_ratio, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_feature_map(x)
@@ -61,7 +69,7 @@ class BatchDropBlock(nn.Module):
         return ops.batch_drop_block(x, self.draw_rect(x))
 
 
-class BatchDropPool(nn.Module):
+class BatchDropPool(_BatchDropLayer):
     """Batch DropBlock fused with global pooling: (N, C, H, W) -> (N, C).
 
     In training, equal to ``adaptive_{max,avg}_pool2d(BatchDropBlock(x), 1).flatten(1)`` but done in
@@ -80,21 +88,11 @@ class BatchDropPool(nn.Module):
         mode: str = "max",
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        self.h_ratio = check_ratio("h_ratio", h_ratio)
-        self.w_ratio = check_ratio("w_ratio", w_ratio)
-        if mode not in ("max", "avg"):
-            raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
-        self.mode = mode
-        _check_generator(generator)
-        self.generator = generator
+        super().__init__(h_ratio, w_ratio, generator)
+        self.mode = check_pool_mode(mode)
 
     def extra_repr(self) -> str:
-        return f"h_ratio={self.h_ratio}, w_ratio={self.w_ratio}, mode={self.mode!r}"
-
-    def draw_rect(self, x: torch.Tensor) -> torch.Tensor:
-        """A fresh rectangle [top, left, rows, cols] for a feature map shaped like ``x``."""
-        return draw_drop_rect(x.shape[2], x.shape[3], self.h_ratio, self.w_ratio, x.device, self.generator)
+        return f"{super().extra_repr()}, mode={self.mode!r}"
 
     def forward(self, x: torch.Tensor, rect: torch.Tensor | None = None) -> torch.Tensor:
         """Pool ``x``; in training drop ``rect`` if given (e.g. one shared with another layer), else a fresh one."""

@@ -34,12 +34,14 @@ def draw_drop_rect(
 ) -> torch.Tensor:
     """One rectangle [top, left, rows, cols] (int64, on ``device``) for a whole batch.
 
-    top and left are uniform over the positions where the block fits. They are drawn on ``device``
-    so the kernels read them there without a host sync; with ``generator`` (which must live on
-    ``device``) the draw is reproducible and, seeded alike, identical across processes.
+    top and left are uniform over the positions where the block fits. The rectangle is made on
+    ``device`` by kernels alone (random draws and fills, no copy from the host), so on CUDA a training
+    step neither waits for a host-to-device copy nor syncs, and the drop kernels read it there. With
+    ``generator`` (which must live on ``device``) the draw is reproducible and, seeded alike, identical
+    across processes.
     """
     rows, cols = drop_block_size(height, width, h_ratio, w_ratio)
     top = torch.randint(0, height - rows + 1, (1,), device=device, generator=generator)
     left = torch.randint(0, width - cols + 1, (1,), device=device, generator=generator)
-    size = torch.tensor([rows, cols], dtype=torch.int64, device=device)
-    return torch.cat([top, left, size])
+    # The sizes are filled on the device (a kernel with a scalar argument), not copied from a host list.
+    return torch.cat([top, left, top.new_full((1,), rows), top.new_full((1,), cols)])

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops.mining import check_margin
 
 __all__ = ["BDBLoss", "BDBLossTerms"]
 
@@ -41,7 +42,8 @@ class BDBLoss(nn.Module):
     computed in full precision under autocast.
 
     Args:
-        margin: None (soft margin) or a float > 0.
+        margin: None (soft margin) or a finite float >= 0 (hard margin; 0 is legal), the rule of
+            :class:`~bdb_ext.BatchHardTripletLoss`.
         label_smoothing: epsilon in [0, 1).
         triplet_global, triplet_bdb, ce_global, ce_bdb: the weights of the four terms (all 1 in the paper).
 
@@ -54,10 +56,7 @@ class BDBLoss(nn.Module):
     def __init__(self, margin: float | None = None, label_smoothing: float = 0.1, *, triplet_global: float = 1.0,
                  triplet_bdb: float = 1.0, ce_global: float = 1.0, ce_bdb: float = 1.0) -> None:
         super().__init__()
-        if margin is not None:
-            margin = _check_weight("margin", margin)
-            if margin == 0:
-                raise ValueError("margin must be None (soft margin) or > 0, got 0")
+        margin = check_margin(margin)
         smoothing = _check_weight("label_smoothing", label_smoothing)
         if smoothing >= 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")

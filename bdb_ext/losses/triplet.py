@@ -19,8 +19,8 @@ class BatchHardTripletLoss(nn.Module):
     ``batch_hard_mine`` op (no N x N tensor on CUDA; the backward touches only the 2N chosen pairs).
 
     Args:
-        margin: None (default) for the soft margin log(1 + exp(d_ap - d_an)); a finite float for the
-            hard margin max(0, d_ap - d_an + margin) (0.3 is the common choice).
+        margin: None (default) for the soft margin log(1 + exp(d_ap - d_an)); a finite float >= 0 for
+            the hard margin max(0, d_ap - d_an + margin) (0.3 is the common choice).
         reduction: "mean" over the anchors that have a negative (0, still attached to the graph, when
             none has one), "sum", or "none" for the (N,) per-anchor losses.
 

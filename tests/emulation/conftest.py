@@ -17,5 +17,5 @@ from emulated_library import load_emulated_library  # noqa: E402
 
 @pytest.fixture(scope="session")
 def emulated_ops():
-    """OpLibrary("bdb_ext_emu"): the CUDA kernels run by the emulator (built once, cached)."""
+    """bdb_ext.ops bound to bdb_ext_emu: the CUDA kernels run by the emulator (built once, cached)."""
     return load_emulated_library()
