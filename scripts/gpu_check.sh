@@ -6,7 +6,7 @@
 #
 # Usage:
 #   scripts/gpu_check.sh OUTDIR              all stages, no time limits (your own GPU)
-#   scripts/gpu_check.sh --budgeted OUTDIR   each stage killed at its budget (docs/testing.md; 11.5 min in all)
+#   scripts/gpu_check.sh --budgeted OUTDIR   each stage killed at its budget (docs/testing.md; 11:50 in all)
 #   scripts/gpu_check.sh --rehearse OUTDIR   every stage on the CPU: tiny shapes, the emulated CUDA kernels (CI)
 #   --only a,b,c                             just those stages (still in the fixed order)
 # Then: python benchmarks/summarize.py --gpu OUTDIR [--write-readme]

@@ -29,7 +29,7 @@ def body(stage: Stage) -> None:
         # fails with "expected scalar type Float but found BFloat16"); the GPU run is the bf16 one.
         amp = None
         stage.note(f"rehearsal: {shape} in float32 on the CPU (the CPU kernels), host-clock timing")
-    stage.results.update(shape=vars(shape), amp=str(amp).replace("torch.", ""), channels_last=True)
+    stage.results.update(shape=vars(shape), amp=str(amp or torch.float32).replace("torch.", ""), channels_last=True)
     factories = {name: (lambda fused=fused: build_train_step(fused, shape, stage.device, amp, channels_last=True))
                  for name, fused in (("fused", True), ("reference", False))}
     steps = {name: factory() for name, factory in factories.items()}

@@ -29,7 +29,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("build", "stage_build.py", 120,
               "in-place build for the GPU present (its arch only), ptxas resource usage, binary check"),
     StageSpec("tests", "stage_tests.py", 90, "the cuda-backend tests (pytest -k 'cuda and not emulated'), junit XML"),
-    StageSpec("sanitizers", "stage_sanitizers.py", 120,
+    StageSpec("sanitizers", "stage_sanitizers.py", 140,
               "compute-sanitizer memcheck, racecheck, synccheck, initcheck over the standalone op driver"),
     StageSpec("bench_ops", "stage_bench_ops.py", 150,
               "D2D copy baseline; drop and drop_pool fwd/bwd/fwd+bwd at 128x2048x24x8 vs reference and compile"),
