@@ -8,7 +8,8 @@
 #   scripts/gpu_check.sh OUTDIR              all stages, no time limits (your own GPU)
 #   scripts/gpu_check.sh --budgeted OUTDIR   each stage killed at its budget (docs/testing.md; 11:50 in all)
 #   scripts/gpu_check.sh --rehearse OUTDIR   every stage on the CPU: tiny shapes, the emulated CUDA kernels (CI)
-#   --only a,b,c                             just those stages (still in the fixed order)
+#   --only a,b,c                             just those stages (still in the fixed order), added to
+#                                            OUTDIR's summary: a run split into several commands
 # Then: python benchmarks/summarize.py --gpu OUTDIR [--write-readme]
 #
 # Works offline on a bare machine that has PyTorch (a CUDA build), nvcc and compute-sanitizer; the tree
@@ -63,7 +64,9 @@ if [[ -n "$only" ]]; then
   done
 fi
 
-rm -f "$OUT/summary.json" "$OUT/summary.md"
+# A full run starts a fresh summary; --only adds its stages to the one there (a run split into
+# several commands, e.g. where one command may last at most 10 minutes).
+[[ -z "$only" ]] && rm -f "$OUT/summary.json" "$OUT/summary.md"
 echo "gpu_check: mode $mode, results in $OUT"
 overall=0
 while read -r name script budget; do
