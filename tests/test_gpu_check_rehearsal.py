@@ -74,6 +74,7 @@ def test_build_stage_parses_ptxas_and_checks_the_library(rehearsal):
     res = load(rehearsal, "build")["results"]
     assert res["ptxas"] and all(k["registers"] > 0 and "stack_bytes" in k for k in res["ptxas"])
     assert res["build_info"]["cuda"] is True and res["binary_check_exit_status"] == 0
+    assert "ptxas info" in (rehearsal / "build_compile.log").read_text()
 
 
 def test_tests_stage_writes_junit(rehearsal):
@@ -161,3 +162,46 @@ def test_a_failed_and_a_timed_out_stage_leave_the_others_intact(tmp_path):
     mining = load(tmp_path, "bench_mining")
     assert mining["status"] == "pass" and len(mining["results"]["cases"]) == 4
     assert "build: timeout" in proc.stdout
+
+
+def test_ptxas_parser_reads_registers_spills_and_shared_memory():
+    import stage_build
+
+    log = """ptxas info    : Compiling entry function '_ZN3bdb4kernIfEEvPT_' for 'sm_90'
+ptxas info    : Function properties for _ZN3bdb4kernIfEEvPT_
+    16 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads
+ptxas info    : Used 255 registers, used 1 barriers, 4224 bytes smem, 400 bytes cmem[0]
+ptxas info    : Compiling entry function '_Z5otherv' for 'sm_90'
+ptxas info    : Function properties for _Z5otherv
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 12 registers, used 0 barriers
+"""
+    first, second = stage_build.parse_ptxas(log)
+    assert first == {"kernel": "_ZN3bdb4kernIfEEvPT_", "arch": "sm_90", "stack_bytes": 16, "spill_store_bytes": 8,
+                     "spill_load_bytes": 4, "registers": 255, "smem_bytes": 4224}
+    assert second["kernel"] == "_Z5otherv" and second["registers"] == 12 and "smem_bytes" not in second
+
+
+def test_sanitizer_log_parser_sums_error_summaries():
+    import stage_sanitizers
+
+    log = "========= ERROR SUMMARY: 0 errors\nsanitizer_driver: 368 cases, 0 failed, 3.2 s\n" \
+          "========= ERROR SUMMARY: 3 errors\n"
+    assert stage_sanitizers.parse_sanitizer_log(log) == {
+        "errors_reported": 3, "driver_verdict": "sanitizer_driver: 368 cases, 0 failed, 3.2 s"}
+    assert stage_sanitizers.parse_sanitizer_log("no summary")["errors_reported"] is None
+
+
+@pytest.mark.parametrize("doc, exit_status, want", [
+    ({"status": "pass"}, 0, "pass"),
+    ({"status": "pass"}, 124, "timeout"),  # killed by timeout(1) after its last save
+    ({"status": "running"}, 137, "timeout"),
+    ({"status": "running"}, 0, "fail"),  # ended without its final status
+    (None, 1, "fail"),  # crashed before writing anything
+    ({"status": "pass"}, 1, "fail"),  # a result file that disagrees with the exit status
+    ({"status": "skipped"}, 0, "skipped"),
+])
+def test_driver_status_of_a_stage(doc, exit_status, want):
+    import record
+
+    assert record.final_status(doc, exit_status)[0] == want

@@ -6,8 +6,9 @@
    whatever its version.
 2. Arch: TORCH_CUDA_ARCH_LIST from torch.cuda.get_device_capability() (e.g. "9.0"), nothing else.
 3. ``setup.py build_ext --inplace`` with BDB_EXT_CUDA=1, NVCC_FLAGS += "-Xptxas -v", MAX_JOBS = CPUs;
-   the log is build.log. ptxas's per-kernel resource lines (registers, stack, spills, shared
-   memory) of the bdb kernels go into the result; kernels.md wants no stack frame or spill.
+   its output goes to build_compile.log (build.log is the stage's own). ptxas's per-kernel resource
+   lines (registers, stack, spills, shared memory) of the bdb kernels go into the result;
+   kernels.md wants no stack frame or spill.
 4. build_info() of the new library, and scripts/check_cuda_binary.sh on it.
 
 Rehearsal: steps 1-2 report without installing (arch "9.0"), step 3 compiles one small kernel with
@@ -132,10 +133,10 @@ def compile_in_place(stage: Stage, arch: str) -> str:
     timeout = None if stage.deadline_s is None else max(stage.time_left() - 10, 10)
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
-    (stage.outdir / "build.log").write_text(log)
+    (stage.outdir / "build_compile.log").write_text(log)
     stage.results["build_exit_status"] = proc.returncode
     if proc.returncode != 0:
-        raise RuntimeError(f"setup.py build_ext failed (exit {proc.returncode}); see build.log:\n{log[-3000:]}")
+        raise RuntimeError(f"setup.py build_ext failed (exit {proc.returncode}); see build_compile.log:\n{log[-3000:]}")
     return log
 
 
@@ -151,7 +152,7 @@ def compile_rehearsal_kernel(stage: Stage, arch: str) -> str:
         proc = subprocess.run([nvcc, "-c", f"-arch=sm_{sm}", "-Xptxas", "-v", "-o", str(Path(tmp) / "r.o"), str(src)],
                               capture_output=True, text=True, timeout=300)
     log = proc.stdout + proc.stderr
-    (stage.outdir / "build.log").write_text(log)
+    (stage.outdir / "build_compile.log").write_text(log)
     if proc.returncode != 0:
         raise RuntimeError(f"nvcc failed on the rehearsal kernel: {log[-2000:]}")
     stage.note("rehearsal: compiled one small kernel with nvcc -Xptxas -v instead of the whole build")
