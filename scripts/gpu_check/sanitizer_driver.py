@@ -12,8 +12,13 @@ Not pytest: the sanitizer then sees one short process doing only this. Covered:
 - pairwise_distance (self and x-vs-y, squared or not, misaligned rows), batch_hard_mine (P x K,
   ragged identities, one identity, all distinct), batch_hard_triplet_loss fwd+bwd.
 
-Usage: python sanitizer_driver.py [--library real|emulated] [--json PATH]
+Usage: python sanitizer_driver.py [--library real|emulated] [--json PATH] [--control]
 Exit status 0 when every case matches; 1 otherwise (each mismatch is listed).
+
+``--control`` runs only a positive control instead: batch_drop_block on a fresh, never-written
+allocation, which compute-sanitizer initcheck must report. The sanitizer stage uses it to prove
+that its kernel-name filter selects the bdb kernels (a filter that matched nothing would pass
+every tool vacuously).
 """
 
 from __future__ import annotations
@@ -218,6 +223,15 @@ def mining_cases(device: str) -> Iterator[tuple[str, Callable[[Any], None]]]:
                 yield f"mine {tag} N={n} D={d} {label_name}", lambda ops, x=x, lab=labels: check_mine(ops, x, lab)
 
 
+def uninitialized_read(ops: Any, device: str) -> dict[str, Any]:
+    """A bdb kernel reading memory nobody wrote (the positive control for initcheck)."""
+    x = torch.empty((2, 8, 6, 4), device=device)
+    ops.batch_drop_block(x, [1, 0, 2, 4])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return {"cases": 1, "failures": [], "seconds": 0.0, "control": "uninitialized read"}
+
+
 def run_all(ops: Any, device: str) -> dict[str, Any]:
     """Every case; a failing case is recorded and the rest still run."""
     t0 = time.monotonic()
@@ -241,6 +255,7 @@ def main() -> None:
     parser.add_argument("--library", choices=("real", "emulated"),
                         default="real" if torch.cuda.is_available() else "emulated")
     parser.add_argument("--json", type=Path, default=None, help="write {cases, failures, seconds} here")
+    parser.add_argument("--control", action="store_true", help="only the uninitialized-read positive control")
     args = parser.parse_args()
     if args.library == "real":
         import bdb_ext
@@ -250,7 +265,7 @@ def main() -> None:
         from emulated_library import load_emulated_library
 
         ops, device = load_emulated_library(), "cpu"
-    result = run_all(ops, device)
+    result = uninitialized_read(ops, device) if args.control else run_all(ops, device)
     result.update(library=args.library, device=device)
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
