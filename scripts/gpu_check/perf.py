@@ -43,14 +43,24 @@ def model_available() -> tuple[bool, str | None]:
     return _load_model() is not None, _model_error
 
 
-def predicted(op: str, pass_: str, shape: dict[str, int], dtype: torch.dtype, gpu: str = "H200") -> dict[str, Any]:
-    """The model's prediction as {predicted_us, floor_us, model_bytes}; nulls without a model or on its error."""
+def model_gpu() -> str:
+    """The model's name for the GPU present: "H100" for an H100, else "H200" (the machine this check is sized for)."""
+    if torch.cuda.is_available() and "H100" in torch.cuda.get_device_name(0):
+        return "H100"
+    return "H200"
+
+
+def predicted(op: str, pass_: str, shape: dict[str, float], dtype: torch.dtype) -> dict[str, Any]:
+    """The model's prediction as {predicted_us, floor_us, model_bytes}; nulls without a model or on its error.
+
+    shape: {"N", "C", "H", "W"} (optionally "drop_rows", the dropped fraction of rows) or {"N", "D"}.
+    """
     out: dict[str, Any] = {"predicted_us": None, "floor_us": None, "model_bytes": None}
     model = _load_model()
     if model is None:
         return out
     try:
-        p = model.predict(op, pass_, shape, DTYPE_NAMES[dtype], gpu=gpu)
+        p = model.predict(op, pass_, shape, dtype, gpu=model_gpu())
     except Exception as error:  # noqa: BLE001 - a model bug must not cost the measured numbers
         out["model_error"] = f"{type(error).__name__}: {error}"
         return out

@@ -109,7 +109,8 @@ def run_case(stage: Stage, fns: dict[str, Any], op: str, pass_: str, layout: str
     row["variants"] = variants
     fused = variants.get("fused", {}).get("median_us")
     if fused:
-        pred = predicted(op, pass_, dict(zip("NCHW", shape)), dtype)
+        rect = paper_rect(shape[2], shape[3])
+        pred = predicted(op, pass_, {**dict(zip("NCHW", shape)), "drop_rows": rect[2] / shape[2]}, dtype)
         row.update(pred)
         row.update(rate_row(fused, nominal_bytes(op, pass_, shape, dtype), copy_gbps, pred["floor_us"]))
         for other in ("reference", "compiled"):
