@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO_ROOT", "Stage", "StageSkipped", "load_ops", "run_stage", "tool_path"]
+__all__ = ["REPO_ROOT", "Stage", "StageSkipped", "command_output", "load_ops", "run_stage", "tool_path"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INJECT_ENV = "BDB_GPU_CHECK_INJECT"
@@ -54,18 +54,10 @@ def _injection(stage: str) -> str | None:
     return None
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
 def _environment(rehearse: bool) -> dict[str, Any]:
     env: dict[str, Any] = {"python": platform.python_version(), "host": platform.node(),
-                           "cpus": os.cpu_count(), "commit": _git_commit()}
+                           "cpus": os.cpu_count(),
+                           "commit": command_output(["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h %s"])}
     try:
         import torch
     except ImportError:
@@ -75,8 +67,19 @@ def _environment(rehearse: bool) -> dict[str, Any]:
     if torch.cuda.is_available() and not rehearse:
         props = torch.cuda.get_device_properties(0)
         env.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
-                   gpu_memory_gib=round(props.total_memory / 2**30, 1), sms=props.multi_processor_count)
+                   gpu_memory_gib=round(props.total_memory / 2**30, 1), sms=props.multi_processor_count,
+                   driver=command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]))
     return env
+
+
+def command_output(cmd: list[str]) -> str | None:
+    """A small command's output, lines joined by "; ", or None when it is missing or fails."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return "; ".join(line.strip() for line in lines) if out.returncode == 0 and lines else None
 
 
 class Stage:

@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from common import REPO_ROOT, Stage, StageSkipped, run_stage, tool_path
+from common import REPO_ROOT, Stage, StageSkipped, command_output, run_stage, tool_path
 
 TOOLS = ("memcheck", "racecheck", "synccheck", "initcheck")
 DRIVER = REPO_ROOT / "scripts" / "gpu_check" / "sanitizer_driver.py"
@@ -127,7 +127,8 @@ def body(stage: Stage) -> None:
         stage.note(f"{sanitizer} has no --kernel-name: every kernel is checked (PyTorch's too)")
         kernel_filter = None
     rows: list[dict[str, Any]] = []
-    stage.results.update(sanitizer=sanitizer, kernel_filter=kernel_filter, tools=rows)
+    stage.results.update(sanitizer=sanitizer, version=command_output([sanitizer, "--version"]),
+                         kernel_filter=kernel_filter, tools=rows)
     control = positive_control(stage, sanitizer, kernel_filter)
     stage.results["positive_control"] = control
     if control["status"] != "pass":
