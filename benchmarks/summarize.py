@@ -94,12 +94,13 @@ def _ops_table(doc: dict[str, Any]) -> list[str]:
 
 def _mining_table(doc: dict[str, Any]) -> list[str]:
     names = ["fused", "reference", "mask", "pml", "compiled"]
-    lines = ["| N | D | pass | " + " | ".join(names) + " | reference / fused | compiled / fused | peak fused | "
-             "peak reference |", "| --- " * (len(names) + 7) + "|"]
+    lines = ["| N | D | pass | " + " | ".join(names) + " | predicted | % of floor | reference / fused | "
+             "compiled / fused | peak fused | peak reference |", "| --- " * (len(names) + 9) + "|"]
     for r in doc["results"].get("cases", []):
         v = r.get("variants", {})
+        predicted = "-" if r.get("predicted_us") is None else f"{r['predicted_us']:.1f} us"
         lines.append(f"| {r['N']} | {r['D']} | {r['pass']} | " + " | ".join(_us(v.get(n)) for n in names)
-                     + f" | {_x(r.get('reference_over_fused'))} | {_x(r.get('compiled_over_fused'))} | "
+                     + f" | {predicted} | {_num(r.get('pct_of_floor'), '%')} | {_x(r.get('reference_over_fused'))} | {_x(r.get('compiled_over_fused'))} | "
                      f"{_mib((v.get('fused') or {}).get('peak_bytes'))} | {_mib((v.get('reference') or {}).get('peak_bytes'))} |")
     return lines
 

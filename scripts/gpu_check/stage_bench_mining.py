@@ -76,6 +76,7 @@ def run_case(stage: Stage, variants: dict[str, Callable[..., torch.Tensor]], n: 
     fused_t = timed.get("fused", {})
     if fused_t.get("median_us"):
         row.update(predicted("mining_loss", pass_, {"N": n, "D": d}, torch.float32))
+        row["pct_of_floor"] = round(100 * row["floor_us"] / fused_t["median_us"], 1) if row["floor_us"] else None
         for name in ("reference", "mask", "pml", "compiled"):
             median = timed.get(name, {}).get("median_us")
             row[f"{name}_over_fused"] = round(median / fused_t["median_us"], 3) if median else None
