@@ -205,3 +205,51 @@ def test_driver_status_of_a_stage(doc, exit_status, want):
     import record
 
     assert record.final_status(doc, exit_status)[0] == want
+
+
+FAKE_SANITIZER = r"""#!/usr/bin/env bash
+# Stands in for compute-sanitizer: runs the driver's control case on the emulated kernels and
+# reports what a real one would (the control's read; FAKE_FAILING_TOOL's errors; else none).
+case "$1" in
+  --help) echo "  --kernel-name <filter>  Filter the kernels"; exit 0 ;;
+  --version) echo "Fake Compute Sanitizer"; exit 0 ;;
+esac
+tool=""
+while [[ "$1" == --* ]]; do [[ "$1" == --tool ]] && tool="$2"; echo "option $1 $2"; shift 2; done
+control=0
+json=""
+args=("$@")
+for i in "${!args[@]}"; do
+  [[ "${args[$i]}" == --control ]] && control=1
+  [[ "${args[$i]}" == --json ]] && json="${args[$((i + 1))]}"
+done
+"$1" "$2" --library emulated --control --json "$json" || exit 1
+if ((control)); then echo "========= ERROR SUMMARY: 1 error"; exit 99; fi
+if [[ "$tool" == "${FAKE_FAILING_TOOL:-}" ]]; then echo "========= ERROR SUMMARY: 2 errors"; exit 99; fi
+echo "========= ERROR SUMMARY: 0 errors"
+"""
+
+
+def test_sanitizer_stage_gpu_path_with_a_stand_in_sanitizer(tmp_path):
+    # The stage's GPU path (tool discovery, filter probe, positive control, the four tools, time
+    # shares, log parsing, statuses) with a fake compute-sanitizer that one tool's errors fail.
+    fake = tmp_path / "cuda" / "bin" / "compute-sanitizer"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(FAKE_SANITIZER)
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDB_")}
+    env.update(CUDA_HOME=str(tmp_path / "cuda"), FAKE_FAILING_TOOL="racecheck", PYTHONPATH=str(ROOT))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check" / "stage_sanitizers.py"), str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    doc = load(out, "sanitizers")
+    res = doc["results"]
+    assert doc["status"] == "fail" and res["sanitizer"] == str(fake) and res["kernel_filter"] == "bdb"
+    assert res["positive_control"]["status"] == "pass" and res["positive_control"]["errors_reported"] == 1
+    assert [(t["tool"], t["status"], t["errors_reported"]) for t in res["tools"]] == [
+        ("memcheck", "pass", 0), ("racecheck", "fail", 2), ("synccheck", "pass", 0), ("initcheck", "pass", 0)]
+    assert len(doc["failures"]) == 1 and doc["failures"][0].startswith("racecheck: 2 error(s)")
+    memcheck_log = (out / "sanitizers_memcheck.log").read_text()
+    assert "option --kernel-name kns=bdb" in memcheck_log and "option --leak-check no" in memcheck_log
+    assert "--leak-check" not in res["tools"][1]["command"]
