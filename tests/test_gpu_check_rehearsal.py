@@ -253,3 +253,11 @@ def test_sanitizer_stage_gpu_path_with_a_stand_in_sanitizer(tmp_path):
     memcheck_log = (out / "sanitizers_memcheck.log").read_text()
     assert "option --kernel-name kns=bdb" in memcheck_log and "option --leak-check no" in memcheck_log
     assert "--leak-check" not in res["tools"][1]["command"]
+
+
+def test_tests_stage_stopped_at_its_deadline_is_a_timeout(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check" / "stage_tests.py"), str(tmp_path),
+                           "--rehearse", "--deadline-s", "1"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    doc = load(tmp_path, "tests")
+    assert proc.returncode == 1 and doc["status"] == "timeout" and doc["results"]["interrupted"] is True

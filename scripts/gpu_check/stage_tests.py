@@ -66,7 +66,11 @@ def body(stage: Stage) -> None:
                 rc = proc.wait()
     stage.results.update(exit_status=rc, interrupted=interrupted, log=log_path.name)
     if not junit.exists():
-        stage.fail(f"pytest wrote no junit XML (exit {rc}); see {log_path.name}")
+        if interrupted:
+            stage.note("stopped at the deadline before pytest wrote its junit XML: no test result")
+            stage.status_override = "timeout"
+        else:
+            stage.fail(f"pytest wrote no junit XML (exit {rc}); see {log_path.name}")
         return
     totals = parse_junit(junit)
     stage.results.update(junit=junit.name, **totals)
