@@ -94,7 +94,9 @@ def _pairwise_distance(ops: Any, x: torch.Tensor, y: torch.Tensor | None = None,
     if y is None:
         y = x
     check_tensor("y", y)
-    squared = bool(squared)
+    # bool(squared) would read squared="no" as True: only a real bool is a choice of distance.
+    if not isinstance(squared, bool):
+        raise TypeError(f"pairwise_distance: squared must be a bool, got {type(squared).__name__} {squared!r}")
     if under_torch_func():
         return _PairwiseDistance.apply(ops, x, y, squared)
     return ops.pairwise_distance(x, y, squared)
