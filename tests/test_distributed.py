@@ -98,7 +98,7 @@ def test_torchrun_training_checkpoints_evaluates_and_resumes_in_one_process(tmp_
     assert result.stdout.count("training resnet18 BDBNet") == 1, "rank 0 alone logs"
     assert "2 processes" in result.stdout
     state = load_checkpoint(out / "last.pt")
-    assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": 3}
+    assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": 3, "eval_pending": False, "skipped_steps": 0}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records] == ["train", "eval"]  # one writer
 

@@ -103,7 +103,8 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, market):
         steps_per_epoch = len(interrupted.train_data)
         interrupted.fit(max_steps=steps_per_epoch + 1)  # stop in the middle of epoch 2
         state = load_checkpoint(tmp_path / "b" / "last.pt")  # weights_only=True
-        assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": steps_per_epoch + 1}
+        assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": steps_per_epoch + 1,
+                                     "eval_pending": False, "skipped_steps": 0}
         resumed = Trainer(tiny_config(tmp_path / "b", epochs=2, h_ratio=0.5), market, log=lambda m: None)
         resumed.resume(tmp_path / "b" / "last.pt")
         resumed.fit()

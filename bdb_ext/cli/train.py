@@ -1,12 +1,15 @@
-"""``bdb-ext train``: train BDBNet from a preset and overrides."""
+"""``bdb-ext train``: train BDBNet from a preset and overrides, or resume a run."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .config_args import add_config_arguments, config_from_args, presets_epilog
 
 __all__ = ["add_parser", "run"]
+
+_DEFAULT_PRESET = "market1501"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -17,27 +20,56 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=presets_epilog() + "\n\nexample:\n  bdb-ext train --config market1501 --data-root ~/data "
                "--set amp=bf16 --channels-last true\n\nseveral GPUs (DistributedDataParallel, see docs/distributed.md):"
                "\n  torchrun --nproc_per_node=4 -m bdb_ext train --config market1501 --data-root ~/data "
-               "--sync-bn true",
+               "--sync-bn true\n\nrestart on failure (each restart resumes from --output-dir/last.pt):"
+               "\n  torchrun --nproc_per_node=4 --max-restarts 3 -m bdb_ext train --config market1501 "
+               "--data-root ~/data --resume auto --checkpoint-every 500",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", metavar="CHECKPOINT",
-                        help="continue a run from its last.pt (exactly where it stopped)")
+                        help="continue a run from its last.pt, exactly where it stopped; 'auto': from "
+                             "OUTPUT_DIR/last.pt when it exists, else start a new run (for torchrun "
+                             "--max-restarts). The run's saved config is the base: give only the settings to change "
+                             "(lr, schedule, epochs, evaluation, ...); changing the batch, the input size or the "
+                             "model's shape is refused. best.pt holds weights only and cannot be resumed from")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop (with a checkpoint) after this many optimiser steps in total")
-    add_config_arguments(parser, default_preset="market1501")
-    parser.set_defaults(run=run)
+    add_config_arguments(parser, default_preset=_DEFAULT_PRESET)
+    parser.set_defaults(run=run, config=None)  # None: no --config given (the preset default applies to new runs)
+
+
+def _checkpoint_and_config(args: argparse.Namespace):
+    """(the checkpoint to resume from or None, the config to run with)."""
+    from ..configs import load_preset
+    from ..engine import find_resume_checkpoint, resume_config
+
+    preset = args.config
+    if not args.resume:
+        args.config = preset or _DEFAULT_PRESET
+        return None, config_from_args(args)
+    if args.resume == "auto":
+        # The command line of the original run (torchrun restarts the same one) names the output folder.
+        args.config = preset or _DEFAULT_PRESET
+        path = find_resume_checkpoint(config_from_args(args).output_dir)
+        if path is None:
+            return None, config_from_args(args)
+    else:
+        path = Path(args.resume)
+    # Resume: the saved config, then an explicitly given preset, then the flags and --set.
+    saved = resume_config(path).to_dict()
+    args.config = None
+    return path, config_from_args(args, extra={**saved, **(load_preset(preset) if preset else {})})
 
 
 def run(args: argparse.Namespace) -> int:
     from ..distributed import init_distributed, shutdown_distributed
     from ..engine import Trainer, is_main_process
 
-    config = config_from_args(args)
+    resume, config = _checkpoint_and_config(args)
     # Under torchrun (RANK/WORLD_SIZE set) join the process group: NCCL for CUDA training, gloo on the CPU.
     init_distributed(config.device)
     try:
         trainer = Trainer(config)
-        if args.resume:
-            trainer.resume(args.resume)
+        if resume is not None:
+            trainer.resume(resume)
         results = trainer.fit(max_steps=args.max_steps)
         if results is not None and is_main_process():
             print(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class TrainConfig:
     deterministic: bool = False
     output_dir: str = "bdb_out"
     checkpoint_every: int = 0  # also save every this many iterations (0: at epoch ends only)
+    skip_nonfinite: bool = False  # a step whose loss is NaN/inf is skipped (counted, logged) instead of stopping
     tensorboard: bool = False
     progress: bool = True
     max_iters_per_epoch: int = 0  # cap on iterations per epoch (0: the sampler's full epoch); for smoke runs
@@ -94,8 +96,8 @@ class TrainConfig:
         if self.batch_size % self.num_instances:
             raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of num_instances "
                              f"({self.num_instances})")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:  # also refuses NaN: a non-finite lr gives non-finite weights at step 1
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
