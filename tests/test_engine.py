@@ -150,3 +150,49 @@ def test_compiled_forward_backward_does_not_recompile_across_rectangles():
         step(images, torch.tensor(rect)).backward()
         assert model.bdb_block.conv1.weight.grad is not None
     assert counter.frame_count == 1
+
+
+# -- checkpoints: unreadable files, stale temporaries -------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"not a checkpoint", "truncated"])
+def test_an_unreadable_checkpoint_is_one_error_naming_it(tmp_path, content):
+    path = tmp_path / "last.pt"
+    if content == "truncated":
+        save_checkpoint({"w": torch.ones(1000)}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"checkpoint '{path}' (is empty|is not a readable torch checkpoint)"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_paths_that_are_no_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="does not hold a dict"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_pickle_that_runs_code_is_refused_with_the_path(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path, pickle_module=pickle)
+    with pytest.raises(ValueError, match="evil.pt.*not a readable torch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_temporary_left_by_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    stale = tmp_path / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.pt.x.tmp"  # another file's temporary: not this save's business
+    other.write_bytes(b"")
+    save_checkpoint({"step": 3}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.x.tmp", "last.pt"]
+    assert load_checkpoint(tmp_path / "last.pt") == {"step": 3}
