@@ -128,7 +128,7 @@ def _never_steps(trainer_class, monkeypatch):
 @pytest.mark.parametrize("fields, message", [
     ({"best_metric": "R@1"}, "best_metric 'R@1' is not reported for data set 'market1501'"),
     ({"best_metric": "rank-3"}, r"best_metric 'rank-3' is not reported .* choose one of \['mAP', 'mINP', 'rank-1'"),
-    ({"tensorboard": True, "output_dir": "/proc/not-writable"}, ""),
+    ({"tensorboard": True, "output_dir": "/proc/not-writable"}, "not-writable"),
 ])
 def test_settings_read_at_evaluation_are_refused_before_the_first_step(tmp_path, market, monkeypatch, fields,
                                                                         message):

@@ -40,6 +40,7 @@ def _checkpoint_and_config(args: argparse.Namespace):
     """(the checkpoint to resume from or None, the config to run with)."""
     from ..configs import load_preset
     from ..engine import find_resume_checkpoint, resume_config
+    from ..engine.resume import check_resume_settings
 
     preset = args.config
     if not args.resume:
@@ -56,7 +57,9 @@ def _checkpoint_and_config(args: argparse.Namespace):
     # Resume: the saved config, then an explicitly given preset, then the flags and --set.
     saved = resume_config(path).to_dict()
     args.config = None
-    return path, config_from_args(args, extra={**saved, **(load_preset(preset) if preset else {})})
+    config = config_from_args(args, extra={**saved, **(load_preset(preset) if preset else {})})
+    check_resume_settings(saved, config, path)  # a refused change is reported before anything is built
+    return path, config
 
 
 def run(args: argparse.Namespace) -> int:
