@@ -26,6 +26,23 @@ TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 300  # a hang (a rank stuck in a collective) fails the test instead of blocking CI
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc), children first."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node=2 ARGS`` with one thread per process, killed as a group on
     timeout."""
@@ -37,7 +54,13 @@ def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     try:
         output, _ = process.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        # torchrun starts its workers in sessions of their own: kill them by pid, or they outlive torchrun, keep
+        # the output pipe open, and the read below never ends.
+        for pid in [*_descendants(process.pid), process.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         output, _ = process.communicate()
         pytest.fail(f"torchrun timed out after {TIMEOUT_S} s:\n{output[-4000:]}")
     assert process.returncode == 0, output[-6000:]

@@ -20,9 +20,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=presets_epilog() + "\n\nexample:\n  bdb-ext train --config market1501 --data-root ~/data "
                "--set amp=bf16 --channels-last true\n\nseveral GPUs (DistributedDataParallel, see docs/distributed.md):"
                "\n  torchrun --nproc_per_node=4 -m bdb_ext train --config market1501 --data-root ~/data "
-               "--sync-bn true\n\nrestart on failure (each restart resumes from --output-dir/last.pt):"
-               "\n  torchrun --nproc_per_node=4 --max-restarts 3 -m bdb_ext train --config market1501 "
-               "--data-root ~/data --resume auto --checkpoint-every 500",
+               "--sync-bn true\n\nrestart on failure (each restart resumes from --output-dir/last.pt; the variable "
+               "gives each\nattempt its own rendezvous store, see pytorch/pytorch#135712):"
+               "\n  TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --nproc_per_node=4 --max-restarts 3 -m bdb_ext "
+               "train \\\n      --config market1501 --data-root ~/data --resume auto --checkpoint-every 500",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resume", metavar="CHECKPOINT",
                         help="continue a run from its last.pt, exactly where it stopped; 'auto': from "
