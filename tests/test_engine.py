@@ -84,7 +84,10 @@ def test_one_optimiser_step_lowers_the_loss_on_a_fixed_batch():
     before.total.backward()
     optimizer.step()
     after = criterion(model(x, rect), labels)
-    assert after.total.item() < before.total.item()
+    # Measured over seeds 0-5: one Adam step lowers this loss by 37% to 70%, so a different summation order on
+    # another CPU (relative differences ~1e-6) cannot bring it near "not lower"; 10% still fails a step that only
+    # moves noise, or a wrong-signed gradient.
+    assert after.total.item() < 0.9 * before.total.item()
     weighted = BDBLoss(triplet_global=0, triplet_bdb=2, ce_global=0.5, ce_bdb=0)(model(x, rect), labels)
     torch.testing.assert_close(weighted.total, 2 * weighted.triplet_bdb + 0.5 * weighted.ce_global)
 
