@@ -60,6 +60,18 @@ def test_exploding_weights_stop_training_at_the_first_non_finite_loss(tmp_path, 
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_the_command_line_reports_a_non_finite_loss_in_one_line(tmp_path, capsys):
+    from bdb_ext.cli import main
+
+    root = tiny_market(tmp_path / "cache")
+    flags = ["--config", "market1501", "--data-root", str(root), "--output-dir", str(tmp_path / "run"), "--backbone",
+             "resnet18", "--pretrained", "false", "--height", "64", "--width", "32", "--batch-size", "16",
+             "--workers", "0", "--device", "cpu", "--progress", "false", "--lr", "1e30", "--checkpoint-every", "1"]
+    assert main(["train", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bdb-ext train: error: non-finite loss at step 2") and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("term, value", [("triplet_bdb", math.nan), ("ce_global", math.inf)])
 def test_the_error_names_the_step_and_the_term(tmp_path, market, term, value):
     trainer = Trainer(tiny_config(tmp_path, checkpoint_every=1), market, log=quiet())

@@ -35,9 +35,12 @@ CHECKPOINT_FORMAT = "bdb_ext.trainer/1"
 _LOSS_TERMS = ("loss",) + BDBLossTerms._fields[1:]
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FloatingPointError, ValueError):
     """Training met a NaN or infinite loss and stopped before that step's update (``skip_nonfinite`` skips such
-    steps instead). ``step`` is the 1-based global step, ``terms`` the non-finite terms with their values."""
+    steps instead). ``step`` is the 1-based global step, ``terms`` the non-finite terms with their values.
+
+    Also a ValueError: the cause is nearly always a setting (lr, loss weights, AMP) or the data, and the command
+    line reports it as one line, like any other bad setting."""
 
     def __init__(self, message: str, step: int, terms: dict[str, float]) -> None:
         super().__init__(message)
@@ -128,8 +131,7 @@ class Trainer:
                 raise ValueError(f"data set {config.dataset!r} has an empty query or gallery split "
                                  f"({len(dataset.query)} query, {len(dataset.gallery)} gallery images): nothing to "
                                  f"evaluate")
-            ranks = [k for k in (1, 5, 10, 20) if k <= len(dataset.gallery)]
-            metrics = ["mAP", "mINP", *(f"rank-{k}" for k in ranks)]
+            metrics = ["mAP", "mINP", *(f"rank-{k}" for k in (1, 5, 10, 20))]  # ReIDResults' ranks (CMC of 50)
         else:
             split = [getattr(dataset, name, None) for name in ("query", "gallery", "test")]
             if not any(split):
@@ -201,11 +203,12 @@ class Trainer:
 
     def save(self, name: str = LAST_CHECKPOINT) -> Path | None:
         """Write the resumable state atomically to ``output_dir/name`` (rank 0 only)."""
+        path = self.output_dir / name
+        if name == LAST_CHECKPOINT:  # on every rank, for messages that name the last good checkpoint
+            self.last_saved = (path, self.global_step)
         if not is_main_process():
             return None
-        path = save_checkpoint(self.state_dict(), self.output_dir / name)
-        self.last_saved = (path, self.global_step)
-        return path
+        return save_checkpoint(self.state_dict(), path)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by :meth:`save` (``last.pt``; ``best.pt`` holds weights only and is
