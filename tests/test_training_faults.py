@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bdb_ext.data import Market1501
-from bdb_ext.data.datasets import MetricLearningDataset
+from bdb_ext.data.datasets import MetricLearningDataset, ReIDDataset
 from bdb_ext.engine import NonFiniteLossError, Trainer, config_from_dict, load_checkpoint
 from bdb_ext.losses.bdb_loss import BDBLossTerms
 from bdb_tiny import tiny_config, tiny_market
@@ -157,3 +157,16 @@ def test_re_id_only_settings_are_refused_on_recall_data(tmp_path, market, monkey
     with pytest.raises(ValueError, match="re-ID data sets only|is not reported"):
         Trainer(tiny_config(tmp_path, **fields), data, log=quiet())
     Trainer(tiny_config(tmp_path, best_metric="R@1"), data, log=quiet())  # the Recall@K settings are accepted
+
+
+def test_a_split_the_scoring_refuses_is_refused_before_the_first_step(tmp_path, market, monkeypatch):
+    # Every query seen by the gallery only under its own camera: the evaluation has no valid query. A small split
+    # is scored once on random features up front, so this (like re-ranking's k against a set smaller than k) fails
+    # in the constructor instead of after the first epoch.
+    _never_steps(Trainer, monkeypatch)
+    query = market.query[:1]
+    gallery = [r for r in market.gallery if r.pid != query[0].pid]
+    data = ReIDDataset(market.train, query, gallery, relabel_train=False)
+    with pytest.raises(ValueError, match=r"evaluation settings fail on data set 'market1501' \(1 query, .*"
+                                         r"no query has a valid match"):
+        Trainer(tiny_config(tmp_path), data, log=quiet())

@@ -15,13 +15,13 @@ from tqdm.auto import tqdm
 from ..data.datasets import MetricLearningDataset, ReIDDataset
 from ..distributed import (CrossRankBDBLoss, all_reduce_mean, broadcast_buffers, check_lockstep,
                            convert_sync_batchnorm, lockstep_generator, process_device, wrap_ddp)
-from ..losses.bdb_loss import BDBLoss
-from ..losses.bdb_loss import BDBLossTerms
+from ..losses.bdb_loss import BDBLoss, BDBLossTerms
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import TrainBatches, load_dataset, test_transform
+from .data import TrainBatches, load_dataset
 from .distributed import get_rank, get_world_size, is_main_process
-from .evaluator import amp_dtype, evaluate, recall_ks
+from .eval_settings import check_evaluation_settings
+from .evaluator import amp_dtype, evaluate
 from .metrics_log import MetricsLogger
 from .model_io import build_model, resolve_device
 from .resume import LAST_CHECKPOINT, check_resumable, check_resume_settings
@@ -83,7 +83,7 @@ class Trainer:
         if len(self.train_data) == 0:
             raise ValueError("the training set yields no full batch: lower batch_size or add identities")
         self.num_classes = self.dataset.num_train_pids
-        self._check_evaluation_settings()
+        check_evaluation_settings(config, self.dataset)  # before the first step, not after the first epoch
         self.model = build_model(config, self.num_classes).to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -120,31 +120,6 @@ class Trainer:
         self.last_saved: tuple[Path, int] | None = None  # (path, global step) of the newest last.pt written
         self.last_results: Any = None
         self._logger: MetricsLogger | None = None
-
-    def _check_evaluation_settings(self) -> None:
-        """Refuse, before the first step, the settings that the evaluation would otherwise refuse only at the end
-        of an epoch: a best_metric this data set's protocol does not report, re-ranking or an AP cut-off on
-        Recall@K data, an empty test split, a test transform that cannot be built."""
-        config, dataset = self.config, self.dataset
-        if isinstance(dataset, ReIDDataset):
-            if not dataset.query or not dataset.gallery:
-                raise ValueError(f"data set {config.dataset!r} has an empty query or gallery split "
-                                 f"({len(dataset.query)} query, {len(dataset.gallery)} gallery images): nothing to "
-                                 f"evaluate")
-            metrics = ["mAP", "mINP", *(f"rank-{k}" for k in (1, 5, 10, 20))]  # ReIDResults' ranks (CMC of 50)
-        else:
-            split = [getattr(dataset, name, None) for name in ("query", "gallery", "test")]
-            if not any(split):
-                raise ValueError(f"data set {config.dataset!r} has no test images: nothing to evaluate")
-            metrics = [f"R@{k}" for k in recall_ks(config.dataset)]
-            for name in ("rerank", "ap_cutoff"):
-                if getattr(config, name) not in (False, None):
-                    raise ValueError(f"{name}={getattr(config, name)!r} applies to re-ID data sets only; "
-                                     f"{config.dataset!r} is evaluated by Recall@K")
-        if config.best_metric not in metrics:
-            raise ValueError(f"best_metric {config.best_metric!r} is not reported for data set {config.dataset!r}; "
-                             f"choose one of {metrics}")
-        test_transform(config)
 
     # -- state ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
