@@ -84,7 +84,10 @@ def test_one_optimiser_step_lowers_the_loss_on_a_fixed_batch():
     before.total.backward()
     optimizer.step()
     after = criterion(model(x, rect), labels)
-    assert after.total.item() < before.total.item()
+    # Measured over seeds 0-5: one Adam step lowers this loss by 37% to 70%, so a different summation order on
+    # another CPU (relative differences ~1e-6) cannot bring it near "not lower"; 10% still fails a step that only
+    # moves noise, or a wrong-signed gradient.
+    assert after.total.item() < 0.9 * before.total.item()
     weighted = BDBLoss(triplet_global=0, triplet_bdb=2, ce_global=0.5, ce_bdb=0)(model(x, rect), labels)
     torch.testing.assert_close(weighted.total, 2 * weighted.triplet_bdb + 0.5 * weighted.ce_global)
 
@@ -95,6 +98,7 @@ def _state_equal(a: dict, b: dict) -> None:
 
 
 def test_resume_mid_epoch_is_bitwise_identical(tmp_path, market):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same reduction order in both runs
     try:
         straight = Trainer(tiny_config(tmp_path / "a", epochs=2, h_ratio=0.5), market, log=lambda m: None)
@@ -103,12 +107,13 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, market):
         steps_per_epoch = len(interrupted.train_data)
         interrupted.fit(max_steps=steps_per_epoch + 1)  # stop in the middle of epoch 2
         state = load_checkpoint(tmp_path / "b" / "last.pt")  # weights_only=True
-        assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": steps_per_epoch + 1}
+        assert state["progress"] == {"epoch": 1, "batch": 1, "global_step": steps_per_epoch + 1,
+                                     "eval_pending": False, "skipped_steps": 0}
         resumed = Trainer(tiny_config(tmp_path / "b", epochs=2, h_ratio=0.5), market, log=lambda m: None)
         resumed.resume(tmp_path / "b" / "last.pt")
         resumed.fit()
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     _state_equal(straight.model.state_dict(), resumed.model.state_dict())
     a, b = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
     for index in a:
@@ -121,13 +126,32 @@ def test_resume_mid_epoch_is_bitwise_identical(tmp_path, market):
     assert (tmp_path / "a" / "best.pt").is_file() and (tmp_path / "a" / "config.json").is_file()
 
 
+# Train until the target is met, within a budget. Seeded training takes another path on another CPU (oneDNN and the
+# vectorised kernels sum in another order), and rank-1 over 11 queries moves by a query from one epoch to the next:
+# at a fixed epoch 25, seed 1 reached 11/11 on an AMD EPYC and 10/11 on an Intel Xeon, and seed 0 drops back to 9/11
+# at epochs 25-27 after reaching 11/11 at 16. Measured (AMD EPYC, 1 thread, seeds 0-3): the first epoch at 11/11 was
+# 16, 22, 16 and 19. Other paths are like other seeds, so a budget of 40 epochs leaves about 2x the worst one seen.
+OVERFIT_BUDGET_EPOCHS = 40
+
+
 def test_overfits_a_tiny_set_to_rank1_100(tmp_path, market):
     data = self_retrieval_dataset(market.train)
-    config = tiny_config(tmp_path, epochs=25, eval_every=25, best_metric="rank-1", seed=1)
-    trainer = Trainer(config, data, log=lambda m: None)
-    results = trainer.fit()
-    assert results.rank(1) == 1.0, results
-    assert load_checkpoint(tmp_path / "best.pt")["best"]["value"] == 1.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the path then depends on the CPU's kernels only, not on its number of cores
+    try:
+        config = tiny_config(tmp_path, epochs=OVERFIT_BUDGET_EPOCHS, eval_every=1, best_metric="rank-1", seed=1)
+        trainer = Trainer(config, data, log=lambda m: None)
+        steps_per_epoch = len(trainer.train_data)
+        history = []
+        for epoch in range(1, OVERFIT_BUDGET_EPOCHS + 1):
+            results = trainer.fit(max_steps=epoch * steps_per_epoch)  # one more epoch, then its evaluation
+            history.append(results.rank(1))
+            if results.rank(1) == 1.0:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    assert history[-1] == 1.0, f"rank-1 per epoch: {history}"
+    assert load_checkpoint(tmp_path / "best.pt")["best"] == {"metric": "rank-1", "value": 1.0, "epoch": len(history)}
 
 
 def test_compiled_forward_backward_does_not_recompile_across_rectangles():
@@ -149,3 +173,49 @@ def test_compiled_forward_backward_does_not_recompile_across_rectangles():
         step(images, torch.tensor(rect)).backward()
         assert model.bdb_block.conv1.weight.grad is not None
     assert counter.frame_count == 1
+
+
+# -- checkpoints: unreadable files, stale temporaries -------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"not a checkpoint", "truncated"])
+def test_an_unreadable_checkpoint_is_one_error_naming_it(tmp_path, content):
+    path = tmp_path / "last.pt"
+    if content == "truncated":
+        save_checkpoint({"w": torch.ones(1000)}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"checkpoint '{path}' (is empty|is not a readable torch checkpoint)"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_paths_that_are_no_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="does not hold a dict"):
+        load_checkpoint(tmp_path / "list.pt")
+
+
+def test_a_pickle_that_runs_code_is_refused_with_the_path(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path, pickle_module=pickle)
+    with pytest.raises(ValueError, match="evil.pt.*not a readable torch checkpoint"):
+        load_checkpoint(path)
+
+
+def test_a_temporary_left_by_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    stale = tmp_path / ".last.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".best.pt.x.tmp"  # another file's temporary: not this save's business
+    other.write_bytes(b"")
+    save_checkpoint({"step": 3}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.pt.x.tmp", "last.pt"]
+    assert load_checkpoint(tmp_path / "last.pt") == {"step": 3}

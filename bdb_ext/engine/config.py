@@ -78,6 +78,7 @@ class TrainConfig:
     deterministic: bool = False
     output_dir: str = "bdb_out"
     checkpoint_every: int = 0  # also save every this many iterations (0: at epoch ends only)
+    skip_nonfinite: bool = False  # a step whose loss is NaN/inf is skipped (counted, logged) instead of stopping
     tensorboard: bool = False
     progress: bool = True
     max_iters_per_epoch: int = 0  # cap on iterations per epoch (0: the sampler's full epoch); for smoke runs

@@ -14,7 +14,7 @@ __all__ = ["MetricsLogger", "CSV_COLUMNS"]
 
 #: Columns of metrics.csv; records carry a subset (train rows have no rank metrics and vice versa).
 CSV_COLUMNS = ("kind", "epoch", "step", "loss", "triplet_global", "triplet_bdb", "ce_global", "ce_bdb", "lr",
-               "img_per_s", "seconds", "mAP", "mINP", "rank-1", "rank-5", "rank-10", "rank-20", "R@1")
+               "img_per_s", "seconds", "skipped", "mAP", "mINP", "rank-1", "rank-5", "rank-10", "rank-20", "R@1")
 
 
 class MetricsLogger:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["StaircaseSchedule", "CosineSchedule", "build_scheduler"]
+__all__ = ["StaircaseSchedule", "CosineSchedule", "build_scheduler", "restore_scheduler"]
 
 
 class StaircaseSchedule:
@@ -63,3 +64,24 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, wa
     else:
         raise ValueError(f"schedule must be 'staircase' or 'cosine', got {name!r}")
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, state: dict[str, Any], base_lr: float,
+                      weight_decay: float) -> None:
+    """Put ``scheduler`` at the position saved in ``state`` (a LambdaLR state dict) while keeping its own factor
+    and ``base_lr``, and set every parameter group's lr and weight decay accordingly.
+
+    Call it after ``optimizer.load_state_dict``, which brings back the saved lr and weight decay: this makes the
+    resumed run follow its current config (the lr ``base_lr * factor(epoch)``, the factor built from the current
+    schedule settings) instead of the saved one. When nothing changed the lr is the very float the uninterrupted
+    run has (the same expression LambdaLR evaluates).
+    """
+    saved = dict(state)
+    saved["lr_lambdas"] = [None] * len(scheduler.lr_lambdas)  # keep this scheduler's factor objects
+    saved["base_lrs"] = [float(base_lr)] * len(scheduler.optimizer.param_groups)
+    scheduler.load_state_dict(saved)
+    for group, factor, base in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, scheduler.base_lrs):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
+        group["weight_decay"] = float(weight_decay)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
