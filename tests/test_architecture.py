@@ -96,7 +96,7 @@ def test_the_import_reader_sees_every_form() -> None:
     # The rule is only as good as the import reader: relative and absolute imports, nested in a function, from a
     # package's __init__ or a module, of a sub-package or of a name in one, must all be found.
     source = ("from .. import ops, reference\nfrom .rectangles import x\n"
-              "def f():\n    from ..engine import Trainer\n    import bdb_ext.cli.train\n")
+              "def f():\n    from ..engine import Trainer\n    import bdb_ext.cli.train_command\n")
     assert _imported_parts(source, "bdb_ext.layers.drop") == {
         ("ops", 1), ("reference", 1), ("layers", 2), ("engine", 4), ("cli", 5)}
     assert _imported_parts("from .layers import A\nfrom . import ops\n", "bdb_ext.__init__") == {

@@ -164,12 +164,12 @@ def test_a_corrupt_gallery_image_in_a_worker_is_one_line_naming_it(capsys, train
 
 
 def test_internal_errors_keep_their_traceback(monkeypatch):
-    import bdb_ext.cli.train
+    import bdb_ext.cli.train_command
 
     def bug(args):
         raise RuntimeError("an internal bug")
 
-    monkeypatch.setattr(bdb_ext.cli.train, "run", bug)
+    monkeypatch.setattr(bdb_ext.cli.train_command, "run", bug)
     with pytest.raises(RuntimeError, match="an internal bug"):
         main(["train"])
 

@@ -18,7 +18,7 @@ from bdb_tiny import tiny_config, tiny_market
 from bdb_ext.data import Market1501
 from bdb_ext.distributed import CrossRankBDBLoss, convert_sync_batchnorm, gather_rows, pick_backend, shard_bounds
 from bdb_ext.engine import Trainer, evaluate, load_checkpoint, model_from_checkpoint
-from bdb_ext.engine.data import TrainBatches
+from bdb_ext.engine.loaders import TrainBatches
 from bdb_ext.losses import BDBLoss
 from bdb_ext.models import BDBNet
 

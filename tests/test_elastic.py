@@ -4,7 +4,6 @@ an uninterrupted run (2 CPU processes on gloo, a tiny BDBNet)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from bdb_tiny import tiny_market
 from test_distributed import TESTS, torchrun

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bdb_ext.data import Market1501
-from bdb_ext.engine import (CosineSchedule, StaircaseSchedule, Trainer, TrainConfig, config_from_dict,
+from bdb_ext.engine import (CosineSchedule, StaircaseSchedule, Trainer, config_from_dict,
                             load_checkpoint, parse_field_value, save_checkpoint)
 from bdb_ext.losses.bdb_loss import BDBLoss
 from bdb_ext.models import BDBNet

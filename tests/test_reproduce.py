@@ -14,7 +14,7 @@ from bdb_ext.cli.config_args import resolve_preset
 from bdb_ext.configs import load_preset, preset_names
 from bdb_ext.data import Market1501, OfficialRandomErasing, build_transforms
 from bdb_ext.engine import Trainer, config_from_dict, evaluate
-from bdb_ext.engine.data import test_loader as make_test_loader
+from bdb_ext.engine.loaders import test_loader as make_test_loader
 from bdb_ext.evaluation import ProtocolComparison, rank_metrics
 from bdb_ext.models import BDBNet, GhostBatchNorm2d
 from bdb_tiny import tiny_config, tiny_market

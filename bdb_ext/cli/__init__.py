@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import demo, evaluate, export, train
+from . import demo_command, eval_command, export_command, train_command
 
 __all__ = ["main", "build_parser", "USER_ERRORS", "one_line"]
 
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Batch DropBlock network (Dai et al., ICCV 2019) with fused C++/CUDA kernels. "
                     "Start with `bdb-ext demo` (offline, a few CPU minutes).")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (train, evaluate, demo, export):
+    for module in (train_command, eval_command, demo_command, export_command):
         module.add_parser(subparsers)
     return parser
 

@@ -14,7 +14,7 @@ import torch
 from ..configs import load_preset
 from ..data import ImageDataset, Market1501
 from ..engine import Trainer, TrainConfig, config_from_dict, evaluate
-from ..engine.data import test_transform
+from ..engine.loaders import test_transform
 from ..evaluation import plot_cmc, plot_ranked_lists
 from .figures import plot_dropped_region
 from .synthetic import SyntheticSpec, ensure_synthetic_market

@@ -5,7 +5,7 @@ Data flows one way: data -> model -> losses -> engine; nothing below the engine 
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig, config_from_dict, parse_field_value
-from .evaluator import evaluate
+from .scoring import evaluate
 from .metrics_log import MetricsLogger
 from .model_io import build_model, model_from_checkpoint, resolve_device
 from .rng import capture_rng_state, restore_rng_state, seed_everything, set_deterministic

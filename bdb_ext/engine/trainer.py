@@ -14,19 +14,18 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import MetricLearningDataset, ReIDDataset
 from ..distributed import (CrossRankBDBLoss, all_reduce_mean, broadcast_buffers, check_lockstep,
-                           convert_sync_batchnorm, lockstep_generator, process_device, wrap_ddp)
+                           convert_sync_batchnorm, get_rank, get_world_size, is_main_process, lockstep_generator,
+                           process_device, wrap_ddp)
 from ..losses.bdb_loss import BDBLoss, BDBLossTerms
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import TrainBatches, load_dataset
-from ..distributed import get_rank, get_world_size, is_main_process
-from .eval_settings import check_evaluation_settings
-from .evaluator import amp_dtype, evaluate
+from .loaders import TrainBatches, load_dataset
 from .metrics_log import MetricsLogger
 from .model_io import build_model, resolve_device
 from .resume import LAST_CHECKPOINT, check_resumable, check_resume_settings
 from .rng import capture_rng_state, restore_rng_state, seed_everything, set_deterministic
 from .schedule import build_scheduler, restore_scheduler
+from .scoring import amp_dtype, check_evaluation_settings, evaluate
 
 __all__ = ["Trainer", "CHECKPOINT_FORMAT", "NonFiniteLossError"]
 

@@ -3,11 +3,10 @@ objects and pictures, and the standard and official protocols. Nothing here impo
 """
 
 from .distances import METRICS, pairwise_distances
-from .evaluate import evaluate_recall, evaluate_reid
 from .features import extract_features, extract_features_and_flipped
 from .plots import plot_cmc, plot_ranked_lists
 from .protocols import (EVAL_PROTOCOLS, OFFICIAL_AP_CUTOFF, OFFICIAL_RANKS, STANDARD_RANKS, ProtocolComparison,
-                        check_eval_protocol)
+                        check_eval_protocol, evaluate_recall, evaluate_reid)
 from .recall import recall_at_k, recall_at_k_query_gallery
 from .reid_metrics import RankMetrics, cuhk03_rank_metrics, rank_metrics
 from .reranking import re_ranking, re_ranking_features

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 
 from common import Stage
 from timing import interleaved_times, summarize_times

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..distributed import init_distributed, process_device, shutdown_distributed
     from ..distributed import get_world_size, is_main_process
     from ..engine import evaluate, resolve_device
-    from ..engine.data import load_dataset
+    from ..engine.loaders import load_dataset
 
     report = writable_file(args.json, "--json") if args.json else None  # before, not after, the evaluation
     model, config = _model_and_config(args)
