@@ -3,9 +3,11 @@
 // and blocks from these functions, so every build runs the same shapes. Plain C++ (no device code).
 //
 // The shapes are sized for a 132-SM H100/H200: every kernel whose work grows with N offers at least
-// about one resident block per SM at N = 128 (docs/performance-mining.md has the model and the
-// numbers). The one exception by design is the backward's pair grouping, a single block over the 2N
-// chosen pairs (a few microseconds; it replaces about a dozen ATen launches).
+// about one resident block per SM at N = 128 (docs/performance.md has the model and the
+// numbers). The exceptions by design are the "latency kernels" of the model: the finalizers (2N
+// single-warp items) and the backward's pair grouping, a single block over the 2N chosen pairs (it
+// replaces about a dozen ATen launches; predicted within its budget up to N = 512, over it from
+// N = 2048 on).
 #pragma once
 
 #include <cstdint>
