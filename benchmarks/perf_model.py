@@ -154,18 +154,28 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def splitk_ksplits(N: int, M: int, D: int) -> int:
+    """The k-splits of the direct form for N x M rows (1: no split-K), as mining_splitk_launch."""
+    pairs = _ceil_div(N, _TILE) * _ceil_div(M, _TILE)
+    chunks = _ceil_div(D, _TILE_K)
+    if pairs < 1 or pairs >= _TARGET_SMS or chunks < 2:
+        return 1
+    ks = min(_ceil_div(2 * _TARGET_SMS, pairs), chunks)
+    return _ceil_div(chunks, _ceil_div(chunks, ks))
+
+
 def mining_path(N: int, D: int, dtype: torch.dtype = torch.float32) -> dict:
     """The forward path batch_hard_mine takes on CUDA and its launch parameters, as
     csrc/cuda/mining_launch.cuh computes them: {"path": "splitk" | "select" | "gemm", "ksplits",
-    "splits", "tiles" (GEMM candidate tiles), "pairs_per_chunk" (backward hub chunk size)}."""
+    "splits", "tiles" (GEMM candidate tiles), "pairs_per_chunk" (backward hub chunk size),
+    "group_in_block" (the backward's grouping block orders the pairs itself, without the rank and
+    scatter kernels)}."""
     tiles = _ceil_div(N, _TILE)
-    chunks = _ceil_div(D, _TILE_K)
-    out: dict = {"ksplits": 1, "splits": 1, "tiles": _ceil_div(N, _GEMM_TILE)}
+    out: dict = {"ksplits": 1, "splits": 1, "tiles": _ceil_div(N, _GEMM_TILE), "group_in_block": 2 * N <= 1024}
     if N >= GEMM_FORM_MIN_N and dtype != torch.float64:
         out["path"] = "gemm"
-    elif 0 < tiles * tiles < _TARGET_SMS and chunks >= 2:
-        ks = min(_ceil_div(2 * _TARGET_SMS, tiles * tiles), chunks)
-        out.update(path="splitk", ksplits=_ceil_div(chunks, _ceil_div(chunks, ks)))
+    elif splitk_ksplits(N, N, D) > 1:
+        out.update(path="splitk", ksplits=splitk_ksplits(N, N, D))
     else:
         splits = max(1, min(_ceil_div(512, max(tiles, 1)), tiles, 32))
         out.update(path="select", splits=_ceil_div(tiles, _ceil_div(tiles, splits)))
@@ -201,20 +211,33 @@ def _finalize_item_us(family: str, N: int, D: int) -> float:
     return (trips + _remeasure_round_trips(D)) * L2_LATENCY_NS * 1e-3
 
 
+def _rank_issue_us(warp_iterations: float) -> float:
+    """Issue time on one SM of a rank loop's compares (all of an SM's warps share its schedulers)."""
+    return warp_iterations * _GROUP_RANK_INSTRUCTIONS / SCHEDULERS_PER_SM / SM_CLOCK_HZ * 1e6
+
+
 def _group_pairs_us(N: int) -> float:
-    """Time of mining_group_pairs_kernel (one block of 1024 threads over the 2N pairs): the issue time
-    of its stable-rank loop (thread t of a round compares its row with the t earlier ones, a warp
-    runs until its last lane is done) on one SM, plus its dependent global round trips (count, scan,
-    and per round: read the targets, read the fill)."""
+    """Time of mining_group_pairs_kernel (one block of 1024 threads over the 2N pairs): its dependent
+    global round trips (read the targets and count, scan, write the offsets) and, when it orders the
+    pairs itself (2N <= 1024: one round), the issue time of its stable-rank loop (thread t compares
+    its row with the t earlier ones; a warp runs until its last lane is done) and two more trips."""
     pairs = 2 * N
-    rounds = _ceil_div(pairs, 1024)
-    warp_iterations = 0
-    for r in range(rounds):
-        warps = _ceil_div(min(1024, pairs - 1024 * r), WARP)
-        warp_iterations += sum(WARP * w + WARP - 1 for w in range(warps))
-    issue_s = warp_iterations * _GROUP_RANK_INSTRUCTIONS / SCHEDULERS_PER_SM / SM_CLOCK_HZ
-    trips = 2 + 2 * rounds
-    return issue_s * 1e6 + trips * MEMORY_LATENCY_NS * 1e-3
+    if pairs > 1024:
+        return 3 * MEMORY_LATENCY_NS * 1e-3
+    warps = _ceil_div(pairs, WARP)
+    issue = _rank_issue_us(sum(WARP * w + WARP - 1 for w in range(warps)))
+    return issue + 4 * MEMORY_LATENCY_NS * 1e-3
+
+
+def _rank_pairs_block_us() -> float:
+    """One block of mining_rank_pairs_kernel: 256 pairs against a slice of 1024 earlier pairs (8 warps
+    of up to 1024 compares), plus reading the targets and the atomic add."""
+    return _rank_issue_us(8 * 1024) + 2 * MEMORY_LATENCY_NS * 1e-3
+
+
+def _pairwise_splitk_finalize_us(N: int, M: int, D: int) -> float:
+    """One thread of pairwise_splitk_finalize_kernel: its k-split sums, 4 loads at a time, from L2."""
+    return (_ceil_div(splitk_ksplits(N, M, D), _FINALIZE_LOADS_IN_FLIGHT) + 1) * L2_LATENCY_NS * 1e-3
 
 
 def _waves(blocks: int, blocks_per_sm: int, gpu: str) -> int:
@@ -227,9 +250,14 @@ def _mining_kernels(op: str, N: int, D: int, e: int) -> tuple[list[_Kernel], lis
     direct = dict(flops=3.0 * pairs, fp32_slots=2.0 * pairs)  # sum((a - b)^2): FSUB + FFMA
     rows = N * D * e
     if op == "pairwise_distance":
-        # The direct form at every N: reads X once (tiles reuse it from L2), writes N x N; backward is
-        # two fp32 GEMMs.
-        fwd = [_Kernel(rows + N * N * e, **direct)]
+        # The direct form at every N: reads X once (tiles reuse it from L2), writes N x N; at small N
+        # split-K, whose finalize adds the k-split sums; backward is two fp32 GEMMs.
+        ks = splitk_ksplits(N, N, D)
+        if ks > 1:
+            fwd = [_Kernel(rows + ks * N * N * 4, **direct),
+                   _Kernel(ks * N * N * 4 + N * N * e, latency_us=_pairwise_splitk_finalize_us(N, N, D))]
+        else:
+            fwd = [_Kernel(rows + N * N * e, **direct)]
         bwd = [_Kernel(N * N * e + 2 * rows, flops=4.0 * pairs, fp32_slots=2.0 * pairs)]
         return fwd, bwd
     path = mining_path(N, D)
@@ -251,12 +279,18 @@ def _mining_kernels(op: str, N: int, D: int, e: int) -> tuple[list[_Kernel], lis
     finalize = _Kernel(fin_bytes, latency_us=_waves(2 * N, 32, "H200") * _finalize_item_us(family, N, D))
     loss_fwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["fwd"]
     loss_bwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["bwd"]
-    group = _Kernel(2 * N * 8 + 5 * N * 4, latency_us=_group_pairs_us(N))
+    group = [_Kernel(2 * N * 8 + 5 * N * 4, latency_us=_group_pairs_us(N))]
+    if not path["group_in_block"]:
+        rank_blocks = _ceil_div(2 * N, 256) * _ceil_div(2 * N, 1024)
+        group += [
+            _Kernel(2 * N * 8, latency_us=_waves(rank_blocks, 1, "H200") * _rank_pairs_block_us()),
+            _Kernel(2 * N * 16, latency_us=3 * MEMORY_LATENCY_NS * 1e-3),  # scatter
+        ]
     # Without hubs the chunk kernel's blocks exit at once; the row kernel reads x_j, x_p(j), x_n(j)
     # and the anchors that chose j (L2 hits after the first touch) and writes dx once.
     chunks = _Kernel(0.0)
     backward_rows = _Kernel(2 * rows + vectors, flops=8.0 * N * D, fp32_slots=4.0 * N * D)
-    return select + [finalize] + loss_fwd, loss_bwd + [group, chunks, backward_rows]
+    return select + [finalize] + loss_fwd, loss_bwd + group + [chunks, backward_rows]
 
 
 def _kernels(op: str, pass_: str, shape: dict, dtype: torch.dtype) -> list[_Kernel]:
@@ -487,6 +521,22 @@ KERNELS: dict[str, KernelSpec] = {
     "mining_group_pairs_kernel": KernelSpec(
         "latency", 1024, 1, max_shared_bytes=21 * 1024,
         item_us=lambda a, s: _group_pairs_us(_embedding_shape(s)[0]),
+    ),
+    # Beyond 1024 pairs: blocks of (256 pairs, slice of 1024 earlier pairs) count ranks (4 KiB of
+    # shared memory), issue-bound: the model lets one block at a time use an SM's schedulers.
+    "mining_rank_pairs_kernel": KernelSpec(
+        "latency", 256, 1, max_shared_bytes=4 * 1024, item_us=lambda a, s: _rank_pairs_block_us(),
+    ),
+    # 2N pairs, one thread each: read the target, its offset and rank, write the slot.
+    "mining_scatter_pairs_kernel": KernelSpec(
+        "latency", 256, 8, item_us=lambda a, s: 3 * MEMORY_LATENCY_NS * 1e-3,
+    ),
+    # pairwise_distance's split-K finalize: at most 132 x 1024 outputs (split-K only runs while the
+    # tile pairs are fewer than the SMs), each a short chain of k-split loads from L2.
+    "pairwise_splitk_finalize_kernel": KernelSpec(
+        "latency", 256, 8,
+        item_us=lambda a, s: _pairwise_splitk_finalize_us(_embedding_shape(s)[0], int(s.get("M", s["N"])),
+                                                          _embedding_shape(s)[1]),
     ),
     # Hub chunks: a block sums its <= pairs_per_chunk pairs into a partial row, one anchor row load per
     # pair and the partial's store. Without a hub (shape["hub_pairs"] absent or 0) it moves nothing.

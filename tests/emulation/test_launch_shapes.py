@@ -105,38 +105,31 @@ def test_drop_backward_of_an_expanded_gradient_fills_the_gpu(emu, dtype):
 
 
 MINING_SHAPES = [(N, D) for N in (128, 512, 2048, 4096) for D in (1536, 2048)]
-# What the model still finds short (docs/performance.md, "Mining: what is left"):
-# * pairwise_distance at N = 128 is a 4 x 4 grid of 32 x 32 tiles (16 blocks, predicted ~20 us of FMA on
-#   16 SMs); it needs the split-K that batch_hard_mine has. It is not on the training path.
-# * the backward's one-block pair grouping is predicted at 33 us (N = 2048) and 64 us (N = 4096), over
-#   its latency budget: its stable rank loop compares each pair with up to 1023 others on one SM. A
-#   multi-block rank (pairs x slices of earlier pairs, integer atomics, then a scatter) would spread it.
-KNOWN_MINING_FAILURES: dict[tuple[str, int, int], str] = {
-    **{("pairwise_distance-fwd", 128, D): "pairwise_distance has no split-K: 16 blocks at N = 128" for D in (1536, 2048)},
-    **{("mine-bwd", N, D): "mining_group_pairs_kernel over its latency budget at N >= 2048"
-       for N, D in MINING_SHAPES if N >= 2048},
-}
 
-
-def _mining_case(what, N, D):
-    marks = []
-    if (what, N, D) in KNOWN_MINING_FAILURES:
-        marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_MINING_FAILURES[(what, N, D)]))
-    return pytest.param(what, N, D, marks=marks, id=f"{what}-N{N}-D{D}")
-
-
-# The kernels each forward path launches (perf_model.mining_path mirrors csrc/cuda/mining_launch.cuh).
+# The kernels each path launches (perf_model.mining_path mirrors csrc/cuda/mining_launch.cuh).
 FORWARD_KERNELS = {
     "splitk": ["mining_splitk_kernel", "mining_splitk_finalize_kernel"],
     "select": ["mining_select_kernel", "mining_finalize_kernel"],
     "gemm": ["mining_norms_kernel", "mining_gemm_bounds_kernel", "mining_gemm_finalize_kernel"],
 }
-BACKWARD_KERNELS = ["mining_group_pairs_kernel", "mining_backward_chunks_kernel", "mining_backward_rows_kernel"]
+
+
+def _backward_kernels(N):
+    ordering = [] if perf_model.mining_path(N, 1)["group_in_block"] else ["mining_rank_pairs_kernel",
+                                                                          "mining_scatter_pairs_kernel"]
+    return ["mining_group_pairs_kernel", *ordering, "mining_backward_chunks_kernel", "mining_backward_rows_kernel"]
+
+
+def _pairwise_kernels(N, D):
+    if perf_model.splitk_ksplits(N, N, D) > 1:
+        return ["mining_splitk_kernel", "pairwise_splitk_finalize_kernel"]
+    return ["pairwise_distance_kernel"]
 
 
 @pytest.mark.parametrize(
     "what,N,D",
-    [_mining_case(w, N, D) for w in ("pairwise_distance-fwd", "mine-fwd", "mine-bwd") for N, D in MINING_SHAPES],
+    [pytest.param(w, N, D, id=f"{w}-N{N}-D{D}") for w in ("pairwise_distance-fwd", "mine-fwd", "mine-bwd")
+     for N, D in MINING_SHAPES],
 )
 def test_mining_kernels_fill_the_gpu(emu, what, N, D):
     x = torch.empty(N, D)
@@ -144,6 +137,7 @@ def test_mining_kernels_fill_the_gpu(emu, what, N, D):
     if what == "pairwise_distance-fwd":
         with recorded_launches(emu) as launches:
             emu.pairwise_distance(x, x, False)
+        assert [perf_model.parse_kernel(l.kernel)[0] for l in launches] == _pairwise_kernels(N, D)
         assert_fills_the_gpu(launches, {"N": N, "D": D}, "pairwise_distance", "fwd")
         return
     if what == "mine-fwd":
@@ -158,7 +152,7 @@ def test_mining_kernels_fill_the_gpu(emu, what, N, D):
         ones = torch.ones(N)
         with recorded_launches(emu) as launches:
             emu._batch_hard_mine_backward(ones, ones, x, idx_p, idx_n, ones, ones)
-        expected = BACKWARD_KERNELS
+        expected = _backward_kernels(N)
     # The model prices the kernels the host code really launches.
     assert [perf_model.parse_kernel(l.kernel)[0] for l in launches] == expected
     assert_fills_the_gpu(launches, {"N": N, "D": D}, "mining_loss", what.removeprefix("mine-"))
