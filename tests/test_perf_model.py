@@ -52,6 +52,7 @@ def test_mining_loss_at_n128_counts_every_launch():
 def test_mining_path_follows_the_launch_rules(N, D, path, ksplits):
     got = perf_model.mining_path(N, D)
     assert got["path"] == path and got["ksplits"] == ksplits
+    assert got["group_in_block"] == (N <= 512)
     assert perf_model.mining_path(4096, 64, torch.float64)["path"] == "select"  # float64: no GEMM form
 
 
@@ -60,13 +61,18 @@ def _launch(kernel, blocks, threads):
 
 
 def test_latency_kernels_are_judged_by_predicted_time():
-    group = "void bdb::mining_group_pairs_kernel<int>(long const*, long const*, long, long, int*, int*, int*, int*)"
+    group = "void bdb::mining_group_pairs_kernel<int>(long const*, long const*, long, long, bool, int*, int*, int*, int*, int*)"
     small = perf_model.check_parallelism(_launch(group, 1, 1024), {"N": 128, "D": 64})
     assert small.ok and small.have == pytest.approx(perf_model.LAUNCH_FLOOR_US)
-    large = perf_model.check_parallelism(_launch(group, 1, 1024), {"N": 4096, "D": 64})
-    assert not large.ok and large.have > 2 * perf_model.LAUNCH_FLOOR_US
+    # At N = 512 the block's own rank loop (one round of 1024 pairs) is close to its budget of 2 floors.
+    assert 8 < perf_model.check_parallelism(_launch(group, 1, 1024), {"N": 512, "D": 64}).have <= 10
+    # The rank kernel at N = 65536: 512 x 128 issue-bound blocks are hundreds of waves.
+    rank = "void bdb::mining_rank_pairs_kernel<int>(long const*, long const*, long, int*)"
+    big = perf_model.Launch(rank, (512, 128, 1), (256, 1, 1))
+    large = perf_model.check_parallelism(big, {"N": 65536, "D": 64})
+    assert not large.ok and large.have > 100 * perf_model.LAUNCH_FLOOR_US
     # A pass whose predicted time is 10 times the kernel's makes room for it.
-    assert perf_model.check_parallelism(_launch(group, 1, 1024), {"N": 4096, "D": 64}, pass_us=10 * large.have).ok
+    assert perf_model.check_parallelism(big, {"N": 65536, "D": 64}, pass_us=10 * large.have).ok
     # Single-warp finalize items: a second wave once 2N exceeds 132 SMs x 32 resident one-warp blocks.
     fin = "void bdb::mining_gemm_finalize_kernel<float>(float const*)"
     one = perf_model.launch_us(_launch(fin, 4224, 32), {"N": 2112, "D": 2048})
