@@ -5,9 +5,9 @@
 // The shapes are sized for a 132-SM H100/H200: every kernel whose work grows with N offers at least
 // about one resident block per SM at N = 128 (docs/performance.md has the model and the
 // numbers). The exceptions by design are the "latency kernels" of the model: the finalizers (2N
-// single-warp items) and the backward's pair grouping, a single block over the 2N chosen pairs (it
-// replaces about a dozen ATen launches; predicted within its budget up to N = 512, over it from
-// N = 2048 on).
+// single-warp items), the backward's pair grouping, a single block over the 2N chosen pairs (it
+// replaces about a dozen ATen launches; it orders the pairs itself only up to 1024 of them), and the
+// small kernels whose work is bounded by construction (rank, scatter, pairwise split-K finalize).
 #pragma once
 
 #include <cstdint>
