@@ -260,7 +260,7 @@ def _mining_kernels(op: str, N: int, D: int, e: int) -> tuple[list[_Kernel], lis
             fwd = [_Kernel(rows + N * N * e, **direct)]
         bwd = [_Kernel(N * N * e + 2 * rows, flops=4.0 * pairs, fp32_slots=2.0 * pairs)]
         return fwd, bwd
-    path = mining_path(N, D)
+    path = mining_path(N, D, torch.float64 if e == 8 else torch.float32)
     vectors = 4 * N * 8  # d_ap, d_an, idx_p, idx_n
     if path["path"] == "gemm":
         records = path["tiles"] * N * 48  # MiningGemmRecord<float>: 6 floats + 2 int64
@@ -320,7 +320,9 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
     """Predicted cost of one fused pass.
 
     Args:
-        op: one of "copy", "drop", "drop_pool_max", "drop_pool_avg", "pairwise_distance", "mining_loss".
+        op: one of "copy", "drop", "drop_pool_max", "drop_pool_avg", "pairwise_distance", "mining_loss"
+            (batch_hard_mine and its backward, plus the soft-margin loss as bdb_ext.ops computes it
+            today: LOSS_ATEN_LAUNCHES eager ATen launches per pass).
         pass_: "fwd", "bwd" or "fwd+bwd".
         shape: {"N", "C", "H", "W"} for the feature-map ops (optional "drop_rows": the dropped
             fraction of rows, default 8/24), {"N", "D"} for the mining ops.
@@ -330,7 +332,8 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
     Returns:
         {"bytes": HBM bytes moved, "flops": FLOPs (an FMA is 2), "us": predicted time in
         microseconds (each kernel: the larger of its HBM time at HBM_EFFICIENCY, its FP32 time at
-        FMA_EFFICIENCY and LAUNCH_FLOOR_US), "floor_us": bytes / HBM peak}.
+        FMA_EFFICIENCY, LAUNCH_FLOOR_US and, for a latency kernel, the time of its work items),
+        "floor_us": bytes / HBM peak}.
     """
     if op not in _OPS:
         raise ValueError(f"op must be one of {_OPS}, got {op!r}")
