@@ -164,21 +164,26 @@ def splitk_ksplits(N: int, M: int, D: int) -> int:
     return _ceil_div(chunks, _ceil_div(chunks, ks))
 
 
+def _select_splits(N: int) -> int:
+    """Candidate runs of the direct select (mining_select_launch): about 512 blocks, at most 32 runs."""
+    tiles = _ceil_div(N, _TILE)
+    splits = max(1, min(_ceil_div(512, max(tiles, 1)), tiles, 32))
+    return _ceil_div(tiles, _ceil_div(tiles, splits))
+
+
 def mining_path(N: int, D: int, dtype: torch.dtype = torch.float32) -> dict:
     """The forward path batch_hard_mine takes on CUDA and its launch parameters, as
     csrc/cuda/mining_launch.cuh computes them: {"path": "splitk" | "select" | "gemm", "ksplits",
     "splits", "tiles" (GEMM candidate tiles), "pairs_per_chunk" (backward hub chunk size),
     "group_in_block" (the backward's grouping block orders the pairs itself, without the rank and
     scatter kernels)}."""
-    tiles = _ceil_div(N, _TILE)
     out: dict = {"ksplits": 1, "splits": 1, "tiles": _ceil_div(N, _GEMM_TILE), "group_in_block": 2 * N <= 1024}
     if N >= GEMM_FORM_MIN_N and dtype != torch.float64:
         out["path"] = "gemm"
     elif splitk_ksplits(N, N, D) > 1:
         out.update(path="splitk", ksplits=splitk_ksplits(N, N, D))
     else:
-        splits = max(1, min(_ceil_div(512, max(tiles, 1)), tiles, 32))
-        out.update(path="select", splits=_ceil_div(tiles, _ceil_div(tiles, splits)))
+        out.update(path="select", splits=_select_splits(N))
     chunk = 16
     while chunk < 256 and chunk * chunk < 2 * N:
         chunk *= 2
@@ -200,7 +205,7 @@ def _finalize_item_us(family: str, N: int, D: int) -> float:
         # labels[i]; per candidate of the lane: its label, then its k-split sums 4 at a time.
         trips = 1 + _ceil_div(N, WARP) * (1 + _ceil_div(path["ksplits"], _FINALIZE_LOADS_IN_FLIGHT))
     elif family == "mining_finalize_kernel":
-        trips = 1 + _ceil_div(path["splits"], WARP)  # the splits' partial winners
+        trips = 1 + _ceil_div(_select_splits(N), WARP)  # the runs' partial winners
     elif family == "mining_gemm_finalize_kernel":
         # labels[i], the global bound (lanes read the records in parallel), then the warp walks the
         # records in tile order (warp-uniform: one round trip each). Candidates re-measured because the
