@@ -10,7 +10,9 @@ Two parts:
 * ``KERNELS`` and ``check_parallelism``: for every ``__global__`` kernel, the occupancy its launch
   shape assumes (resident blocks per SM, hence a register ceiling) and whether a given launch offers
   enough parallelism to fill a 132-SM GPU: bytes in flight by Little's law for memory-bound kernels,
-  resident warps for FMA-bound ones.
+  resident warps for FMA-bound ones. "Latency" kernels (a fixed, small set of independent work items:
+  the mining finalizers' 2N single-warp items, the backward's one-block pair grouping) are exempt from
+  filling the GPU and are held to a predicted-time budget instead (``latency_budget_us``).
 
 Nothing here was measured on a GPU: the constants are datasheet figures and stated assumptions.
 """
@@ -27,6 +29,7 @@ import torch
 __all__ = [
     "GPUS",
     "KERNELS",
+    "L2_LATENCY_NS",
     "LAUNCH_FLOOR_US",
     "MEMORY_LATENCY_NS",
     "Gpu",
@@ -34,6 +37,8 @@ __all__ = [
     "Launch",
     "ParallelismVerdict",
     "check_parallelism",
+    "latency_budget_us",
+    "launch_us",
     "parse_kernel",
     "predict",
     "register_ceiling",
@@ -72,6 +77,16 @@ HBM_EFFICIENCY = 0.9
 FMA_EFFICIENCY = 0.6
 # Warps per SM an FMA-bound kernel needs to hide FMA and shared-memory latency (2 per scheduler).
 MIN_COMPUTE_WARPS_PER_SM = 8
+# Loaded L2 hit latency (assumed): the mining finalizers re-read data that the kernel before them has
+# just written or read (partial sums, bound records, the embeddings: at most 34 MB, inside the 50 MB L2).
+L2_LATENCY_NS = 200.0
+# SM clock (H100/H200 SXM boost) and warp schedulers per SM: the issue time of the grouping kernel.
+SM_CLOCK_HZ = 1.98e9
+SCHEDULERS_PER_SM = 4
+# Latency kernels may not fill the GPU, so they must be cheap: a launch of one is predicted at no more
+# than max(LATENCY_BUDGET_FLOORS launch floors, LATENCY_PASS_FRACTION of its pass's predicted time).
+LATENCY_BUDGET_FLOORS = 2.0
+LATENCY_PASS_FRACTION = 0.1
 # Batch-hard mining switches to the GEMM form (|a|^2 + |b|^2 - 2ab) from this N on (kernels.md).
 GEMM_FORM_MIN_N = 2048
 # BDB's dropped block at the paper shape: round(0.33 * 24) = 8 of 24 rows, full width.
@@ -103,11 +118,184 @@ def _embedding_shape(shape: dict) -> tuple[int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class _Kernel:
-    """One launch of a pass: HBM bytes, arithmetic, and the FP32 issue slots the arithmetic takes."""
+    """One launch of a pass: HBM bytes, arithmetic, the FP32 issue slots the arithmetic takes, and
+    for a latency kernel the time its few work items take whatever the bandwidth."""
 
     bytes: float
     flops: float = 0.0
     fp32_slots: float = 0.0  # an FMA or a subtract each take one slot
+    latency_us: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# The metric-learning kernels (csrc/cuda/mining_*.cuh)
+# ----------------------------------------------------------------------------------------------
+
+# Launches of the soft-margin loss that bdb_ext.ops.batch_hard_triplet_loss computes in Python around
+# the two mining ops (non-view ATen ops, each one CUDA launch; counted with a TorchDispatchMode on
+# the CPU, torch 2.14.1: where, sub, softplus, sum, clamp, div and their backwards). The reference
+# eager code (reference.triplet_loss_reference_code) runs 19 + 30.
+LOSS_ATEN_LAUNCHES = {"fwd": 10, "bwd": 13}
+REFERENCE_EAGER_LAUNCHES = {"fwd": 19, "bwd": 30}
+
+# Tile sizes and thresholds of csrc/cuda/mining_launch.cuh (the launch audit checks that the kernels
+# the emulator records are the ones mining_path() names).
+_TILE, _TILE_K, _GEMM_TILE, _TARGET_SMS = 32, 16, 128, 132
+WARP = 32
+# Loads a lane keeps in flight in the finalizers' loops (unrolled by nvcc: cuobjdump -sass of the
+# sm_90 build shows 4 partial-sum loads per step in the split-K finalize, 4 or more in the re-measure).
+_FINALIZE_LOADS_IN_FLIGHT = 4
+# SASS instructions per compared key in the grouping kernel's rank loop (LDS.128 feeds 4 x
+# ISETP + VIADD + predicated MOV).
+_GROUP_RANK_INSTRUCTIONS = 3.25
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def splitk_ksplits(N: int, M: int, D: int) -> int:
+    """The k-splits of the direct form for N x M rows (1: no split-K), as mining_splitk_launch."""
+    pairs = _ceil_div(N, _TILE) * _ceil_div(M, _TILE)
+    chunks = _ceil_div(D, _TILE_K)
+    if pairs < 1 or pairs >= _TARGET_SMS or chunks < 2:
+        return 1
+    ks = min(_ceil_div(2 * _TARGET_SMS, pairs), chunks)
+    return _ceil_div(chunks, _ceil_div(chunks, ks))
+
+
+def _select_splits(N: int) -> int:
+    """Candidate runs of the direct select (mining_select_launch): about 512 blocks, at most 32 runs."""
+    tiles = _ceil_div(N, _TILE)
+    splits = max(1, min(_ceil_div(512, max(tiles, 1)), tiles, 32))
+    return _ceil_div(tiles, _ceil_div(tiles, splits))
+
+
+def mining_path(N: int, D: int, dtype: torch.dtype = torch.float32) -> dict:
+    """The forward path batch_hard_mine takes on CUDA and its launch parameters, as
+    csrc/cuda/mining_launch.cuh computes them: {"path": "splitk" | "select" | "gemm", "ksplits",
+    "splits", "tiles" (GEMM candidate tiles), "pairs_per_chunk" (backward hub chunk size),
+    "group_in_block" (the backward's grouping block orders the pairs itself, without the rank and
+    scatter kernels)}."""
+    out: dict = {"ksplits": 1, "splits": 1, "tiles": _ceil_div(N, _GEMM_TILE), "group_in_block": 2 * N <= 1024}
+    if N >= GEMM_FORM_MIN_N and dtype != torch.float64:
+        out["path"] = "gemm"
+    elif splitk_ksplits(N, N, D) > 1:
+        out.update(path="splitk", ksplits=splitk_ksplits(N, N, D))
+    else:
+        out.update(path="select", splits=_select_splits(N))
+    chunk = 16
+    while chunk < 256 and chunk * chunk < 2 * N:
+        chunk *= 2
+    out["pairs_per_chunk"] = chunk
+    return out
+
+
+def _remeasure_round_trips(D: int) -> int:
+    """Dependent L2 round trips of a warp re-measuring one pair over D elements (plus writing it)."""
+    return _ceil_div(D, WARP * _FINALIZE_LOADS_IN_FLIGHT) + 1
+
+
+
+def _finalize_item_us(family: str, N: int, D: int) -> float:
+    """Time of one (anchor, class) item of a finalize kernel: a single warp walking a chain of
+    dependent L2 round trips (the data was just written or read by the kernel before it)."""
+    path = mining_path(N, D)
+    if family == "mining_splitk_finalize_kernel":
+        # labels[i]; per candidate of the lane: its label, then its k-split sums 4 at a time.
+        trips = 1 + _ceil_div(N, WARP) * (1 + _ceil_div(path["ksplits"], _FINALIZE_LOADS_IN_FLIGHT))
+    elif family == "mining_finalize_kernel":
+        trips = 1 + _ceil_div(_select_splits(N), WARP)  # the runs' partial winners
+    elif family == "mining_gemm_finalize_kernel":
+        # labels[i], the global bound (lanes read the records in parallel), then the warp walks the
+        # records in tile order (warp-uniform: one round trip each). Candidates re-measured because the
+        # bound cannot rule them out are data-dependent and not counted (random embeddings: a few).
+        trips = 1 + _ceil_div(path["tiles"], WARP) + path["tiles"]
+    else:
+        raise ValueError(f"not a finalize kernel: {family}")
+    return (trips + _remeasure_round_trips(D)) * L2_LATENCY_NS * 1e-3
+
+
+def _rank_issue_us(warp_iterations: float) -> float:
+    """Issue time on one SM of a rank loop's compares (all of an SM's warps share its schedulers)."""
+    return warp_iterations * _GROUP_RANK_INSTRUCTIONS / SCHEDULERS_PER_SM / SM_CLOCK_HZ * 1e6
+
+
+def _group_pairs_us(N: int) -> float:
+    """Time of mining_group_pairs_kernel (one block of 1024 threads over the 2N pairs): its dependent
+    global round trips (read the targets and count, scan, write the offsets) and, when it orders the
+    pairs itself (2N <= 1024: one round), the issue time of its stable-rank loop (thread t compares
+    its row with the t earlier ones; a warp runs until its last lane is done) and two more trips."""
+    pairs = 2 * N
+    if pairs > 1024:
+        return 3 * MEMORY_LATENCY_NS * 1e-3
+    warps = _ceil_div(pairs, WARP)
+    issue = _rank_issue_us(sum(WARP * w + WARP - 1 for w in range(warps)))
+    return issue + 4 * MEMORY_LATENCY_NS * 1e-3
+
+
+def _rank_pairs_block_us() -> float:
+    """One block of mining_rank_pairs_kernel: 256 pairs against a slice of 1024 earlier pairs (8 warps
+    of up to 1024 compares), plus reading the targets and the atomic add."""
+    return _rank_issue_us(8 * 1024) + 2 * MEMORY_LATENCY_NS * 1e-3
+
+
+def _pairwise_splitk_finalize_us(N: int, M: int, D: int) -> float:
+    """One thread of pairwise_splitk_finalize_kernel: its k-split sums, 4 loads at a time, from L2."""
+    return (_ceil_div(splitk_ksplits(N, M, D), _FINALIZE_LOADS_IN_FLIGHT) + 1) * L2_LATENCY_NS * 1e-3
+
+
+def _waves(blocks: int, blocks_per_sm: int, gpu: str) -> int:
+    return _ceil_div(blocks, GPUS[gpu].sms * blocks_per_sm)
+
+
+def _mining_kernels(op: str, N: int, D: int, e: int) -> tuple[list[_Kernel], list[_Kernel]]:
+    """The kernels of one fwd and one bwd pass of pairwise_distance or batch_hard_mine + the loss."""
+    pairs = N * N * D
+    direct = dict(flops=3.0 * pairs, fp32_slots=2.0 * pairs)  # sum((a - b)^2): FSUB + FFMA
+    rows = N * D * e
+    if op == "pairwise_distance":
+        # The direct form at every N: reads X once (tiles reuse it from L2), writes N x N; at small N
+        # split-K, whose finalize adds the k-split sums; backward is two fp32 GEMMs.
+        ks = splitk_ksplits(N, N, D)
+        if ks > 1:
+            fwd = [_Kernel(rows + ks * N * N * 4, **direct),
+                   _Kernel(ks * N * N * 4 + N * N * e, latency_us=_pairwise_splitk_finalize_us(N, N, D))]
+        else:
+            fwd = [_Kernel(rows + N * N * e, **direct)]
+        bwd = [_Kernel(N * N * e + 2 * rows, flops=4.0 * pairs, fp32_slots=2.0 * pairs)]
+        return fwd, bwd
+    path = mining_path(N, D, torch.float64 if e == 8 else torch.float32)
+    vectors = 4 * N * 8  # d_ap, d_an, idx_p, idx_n
+    if path["path"] == "gemm":
+        records = path["tiles"] * N * 48  # MiningGemmRecord<float>: 6 floats + 2 int64
+        select = [
+            _Kernel(rows + 4 * N),  # norms
+            _Kernel(rows + records, flops=2.0 * pairs, fp32_slots=float(pairs)),  # |a|^2 + |b|^2 - 2ab
+        ]
+        fin_bytes = records + vectors
+    else:
+        partial = path["ksplits"] * N * N * 4 if path["path"] == "splitk" else path["splits"] * N * 24
+        select = [_Kernel(rows + partial, **direct)]
+        fin_bytes = partial + vectors
+    family = {"splitk": "mining_splitk_finalize_kernel", "select": "mining_finalize_kernel",
+              "gemm": "mining_gemm_finalize_kernel"}[path["path"]]
+    # 2N single-warp items, up to 32 one-warp blocks resident per SM: the waves of H200/H100 agree.
+    finalize = _Kernel(fin_bytes, latency_us=_waves(2 * N, 32, "H200") * _finalize_item_us(family, N, D))
+    loss_fwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["fwd"]
+    loss_bwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["bwd"]
+    group = [_Kernel(2 * N * 8 + 5 * N * 4, latency_us=_group_pairs_us(N))]
+    if not path["group_in_block"]:
+        rank_blocks = _ceil_div(2 * N, 256) * _ceil_div(2 * N, 1024)
+        group += [
+            _Kernel(2 * N * 8, latency_us=_waves(rank_blocks, 1, "H200") * _rank_pairs_block_us()),
+            _Kernel(2 * N * 16, latency_us=3 * MEMORY_LATENCY_NS * 1e-3),  # scatter
+        ]
+    # Without hubs the chunk kernel's blocks exit at once; the row kernel reads x_j, x_p(j), x_n(j)
+    # and the anchors that chose j (L2 hits after the first touch) and writes dx once.
+    chunks = _Kernel(0.0)
+    backward_rows = _Kernel(2 * rows + vectors, flops=8.0 * N * D, fp32_slots=4.0 * N * D)
+    return select + [finalize] + loss_fwd, loss_bwd + group + [chunks, backward_rows]
 
 
 def _kernels(op: str, pass_: str, shape: dict, dtype: torch.dtype) -> list[_Kernel]:
@@ -128,25 +316,7 @@ def _kernels(op: str, pass_: str, shape: dict, dtype: torch.dtype) -> list[_Kern
         }[op]
     else:
         N, D = _embedding_shape(shape)
-        pairs = N * N * D
-        if N >= GEMM_FORM_MIN_N:  # GEMM form: one FMA per (pair, d)
-            distance = dict(flops=2.0 * pairs, fp32_slots=float(pairs))
-        else:  # direct form sum((a - b)^2): a subtract and an FMA per (pair, d)
-            distance = dict(flops=3.0 * pairs, fp32_slots=2.0 * pairs)
-        rows = N * D * e
-        if op == "pairwise_distance":
-            # Forward reads X once (tiles reuse it from L2) and writes N x N; backward is two GEMMs.
-            fwd = [_Kernel(rows + N * N * e, **distance)]
-            bwd = [_Kernel(N * N * e + 2 * rows, flops=4.0 * pairs, fp32_slots=2.0 * pairs)]
-            fwd_bwd = (fwd, bwd)
-        else:  # mining_loss: batch_hard_mine + soft-margin loss
-            vectors = 4 * N * 8
-            select = _Kernel(rows + vectors, **distance)
-            finalize = _Kernel(2 * rows + vectors, flops=6.0 * N * D, fp32_slots=4.0 * N * D)
-            loss = _Kernel(4 * N * 8)  # one fused elementwise + mean over N anchors
-            group_pairs = _Kernel(4 * N * 8)
-            gather = _Kernel(3 * rows + vectors, flops=8.0 * N * D, fp32_slots=4.0 * N * D)
-            fwd_bwd = ([select, finalize, loss], [loss, group_pairs, gather])
+        fwd_bwd = _mining_kernels(op, N, D, e)
     fwd, bwd = fwd_bwd
     return {"fwd": fwd, "bwd": bwd, "fwd+bwd": fwd + bwd}[pass_]
 
@@ -155,7 +325,9 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
     """Predicted cost of one fused pass.
 
     Args:
-        op: one of "copy", "drop", "drop_pool_max", "drop_pool_avg", "pairwise_distance", "mining_loss".
+        op: one of "copy", "drop", "drop_pool_max", "drop_pool_avg", "pairwise_distance", "mining_loss"
+            (batch_hard_mine and its backward, plus the soft-margin loss as bdb_ext.ops computes it
+            today: LOSS_ATEN_LAUNCHES eager ATen launches per pass).
         pass_: "fwd", "bwd" or "fwd+bwd".
         shape: {"N", "C", "H", "W"} for the feature-map ops (optional "drop_rows": the dropped
             fraction of rows, default 8/24), {"N", "D"} for the mining ops.
@@ -165,7 +337,8 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
     Returns:
         {"bytes": HBM bytes moved, "flops": FLOPs (an FMA is 2), "us": predicted time in
         microseconds (each kernel: the larger of its HBM time at HBM_EFFICIENCY, its FP32 time at
-        FMA_EFFICIENCY and LAUNCH_FLOOR_US), "floor_us": bytes / HBM peak}.
+        FMA_EFFICIENCY, LAUNCH_FLOOR_US and, for a latency kernel, the time of its work items),
+        "floor_us": bytes / HBM peak}.
     """
     if op not in _OPS:
         raise ValueError(f"op must be one of {_OPS}, got {op!r}")
@@ -180,7 +353,7 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
     for k in kernels:
         memory_us = k.bytes / (g.hbm_bytes_per_s * HBM_EFFICIENCY) * 1e6
         compute_us = k.fp32_slots / (slots_per_s * FMA_EFFICIENCY) * 1e6
-        us += max(memory_us, compute_us, LAUNCH_FLOOR_US)
+        us += max(memory_us, compute_us, LAUNCH_FLOOR_US, k.latency_us)
     total_bytes = float(sum(k.bytes for k in kernels))
     return {
         "bytes": total_bytes,
@@ -236,14 +409,19 @@ def _scalar_vec_bytes(args: list[str]) -> int:
 class KernelSpec:
     """What the model assumes of one kernel family (all its template instantiations).
 
-    bound: "memory" (judged by bytes in flight) or "compute" (judged by resident warps).
+    bound: "memory" (judged by bytes in flight), "compute" (judged by resident warps) or "latency"
+        (a fixed, small set of independent work items; judged by predicted time against
+        latency_budget_us, see check_parallelism).
     threads: the largest block its launch config uses.
     blocks_per_sm: the resident blocks per SM the launch shape assumes; the binary audit requires
         registers <= register_ceiling(...) and shared memory <= max_shared_bytes so that they fit.
+    slow_blocks_per_sm: the same for the instantiations that are not the fast path (float64, or the
+        scalar VEC = 1 fallback for rows that are not 16-byte aligned), when they need more registers.
     in_flight_per_thread: for memory-bound kernels, HBM bytes one thread has outstanding per loop
         step (its loads and stores), from the template arguments and the problem shape.
     total_bytes: HBM bytes of the whole launch (a launch that moves less than the Little's-law
         target needs only to have all of it in flight at once).
+    item_us: for latency kernels, the predicted time of one block (one work item) at the shape.
     """
 
     bound: str
@@ -252,6 +430,19 @@ class KernelSpec:
     max_shared_bytes: int = 0
     in_flight_per_thread: Callable[[list[str], dict], float] | None = None
     total_bytes: Callable[[list[str], dict], float] | None = None
+    slow_blocks_per_sm: int | None = None
+    item_us: Callable[[list[str], dict], float] | None = None
+
+    def blocks_for(self, args: list[str] | None = None) -> int:
+        """Resident blocks per SM assumed for the instantiation with template arguments `args`."""
+        if self.slow_blocks_per_sm is not None and args and _is_slow_instantiation(args):
+            return self.slow_blocks_per_sm
+        return self.blocks_per_sm
+
+
+def _is_slow_instantiation(args: list[str]) -> bool:
+    """float64, or a vector width of 1 where the kernel has a VEC template argument."""
+    return args[0] == "double" or (len(args) > 1 and args[1] == "1")
 
 
 def _map_bytes(args: list[str], shape: dict) -> float:
@@ -311,19 +502,63 @@ KERNELS: dict[str, KernelSpec] = {
         in_flight_per_thread=lambda a, s: float(_scalar_vec_bytes(a)),
         total_bytes=_map_bytes,
     ),
-    "pairwise_distance_kernel": KernelSpec("compute", 256, 4, max_shared_bytes=10 * 1024),
-    "mining_select_kernel": KernelSpec("compute", 256, 4, max_shared_bytes=10 * 1024),
-    # One warp per anchor re-measures two pairs: two scalar loads per lane per step.
-    "mining_finalize_kernel": KernelSpec(
-        "memory", 256, 6,
-        in_flight_per_thread=lambda a, s: 2.0 * _SCALAR_BYTES[a[0]],
-        total_bytes=lambda a, s: 2.0 * _embedding_bytes(a, s),
+    # The direct-form tile kernels (mining_tiles.cuh): a 16 x 16 block over a 32 x 32 tile of pairs,
+    # static shared memory 2 stages x 2 sides x 16 x 36 accumulators (+ 32 labels): 10.25 KiB in
+    # fp32, 19.25 KiB in float64. The fast path keeps 4 blocks per SM; float64 and the scalar fallback
+    # (rows not 16-byte aligned) 2 (they are not the speed path and need up to 96 registers).
+    "pairwise_distance_kernel": KernelSpec("compute", 256, 4, max_shared_bytes=20 * 1024, slow_blocks_per_sm=2),
+    "mining_select_kernel": KernelSpec("compute", 256, 4, max_shared_bytes=20 * 1024, slow_blocks_per_sm=2),
+    "mining_splitk_kernel": KernelSpec("compute", 256, 4, max_shared_bytes=20 * 1024, slow_blocks_per_sm=2),
+    # GEMM form: a 16 x 16 block over a 128 x 128 tile, 8 x 8 accumulators per thread: 2 blocks per
+    # SM with 16-byte loads (127 registers), 1 with the scalar fallback (167); 29 KiB of static shared
+    # memory (stages, the candidate tile's labels and norms, one record per thread for the row merge).
+    "mining_gemm_bounds_kernel": KernelSpec("compute", 256, 2, max_shared_bytes=29 * 1024, slow_blocks_per_sm=1),
+    # One warp per row, 16 loads in flight per lane (nvcc unrolls the loop 16 times).
+    "mining_norms_kernel": KernelSpec(
+        "memory", 128, 8,
+        in_flight_per_thread=lambda a, s: 16.0 * _SCALAR_BYTES[a[0]],
+        total_bytes=_embedding_bytes,
     ),
-    # Row j of dx: x_j, x_p(j), x_n(j) per step (plus the rows of the anchors that chose j).
-    "mining_backward_kernel": KernelSpec(
-        "memory", 256, 5,
-        in_flight_per_thread=lambda a, s: 3.0 * _SCALAR_BYTES[a[0]],
-        total_bytes=lambda a, s: 4.0 * _embedding_bytes(a, s),
+    # The finalizers: 2N (anchor, class) items, each one single-warp block walking a short chain of
+    # dependent L2 round trips (32 one-warp blocks fit an SM: 64 registers).
+    **{
+        family: KernelSpec("latency", 32, 32, item_us=lambda a, s, f=family: _finalize_item_us(f, *_embedding_shape(s)))
+        for family in ("mining_splitk_finalize_kernel", "mining_finalize_kernel", "mining_gemm_finalize_kernel")
+    },
+    # One block of 1024 threads groups the 2N chosen pairs by target row (21 KiB of shared memory).
+    "mining_group_pairs_kernel": KernelSpec(
+        "latency", 1024, 1, max_shared_bytes=21 * 1024,
+        item_us=lambda a, s: _group_pairs_us(_embedding_shape(s)[0]),
+    ),
+    # Beyond 1024 pairs: blocks of (256 pairs, slice of 1024 earlier pairs) count ranks (4 KiB of
+    # shared memory, 5 KiB as cuobjdump reports it with the 1 KiB the runtime reserves per block),
+    # issue-bound: the model lets one block at a time use an SM's schedulers.
+    "mining_rank_pairs_kernel": KernelSpec(
+        "latency", 256, 1, max_shared_bytes=5 * 1024, item_us=lambda a, s: _rank_pairs_block_us(),
+    ),
+    # 2N pairs, one thread each: read the target, its offset and rank, write the slot.
+    "mining_scatter_pairs_kernel": KernelSpec(
+        "latency", 256, 4, item_us=lambda a, s: 3 * MEMORY_LATENCY_NS * 1e-3,
+    ),
+    # pairwise_distance's split-K finalize: at most 132 x 1024 outputs (split-K only runs while the
+    # tile pairs are fewer than the SMs), each a short chain of k-split loads from L2.
+    "pairwise_splitk_finalize_kernel": KernelSpec(
+        "latency", 256, 4,
+        item_us=lambda a, s: _pairwise_splitk_finalize_us(_embedding_shape(s)[0], int(s.get("M", s["N"])),
+                                                          _embedding_shape(s)[1]),
+    ),
+    # Hub chunks: a block sums its <= pairs_per_chunk pairs into a partial row, one anchor row load per
+    # pair and the partial's store. Without a hub (shape["hub_pairs"] absent or 0) it moves nothing.
+    "mining_backward_chunks_kernel": KernelSpec(
+        "memory", 256, 4, slow_blocks_per_sm=3,
+        in_flight_per_thread=lambda a, s: float(_SCALAR_BYTES[a[0]] + 4),
+        total_bytes=lambda a, s: float(s.get("hub_pairs", 0)) * _embedding_shape(s)[1] * (_SCALAR_BYTES[a[0]] + 4),
+    ),
+    # Row j of dx: x_j, x_p(j), x_n(j) (and the anchors that chose j, L2 hits) and the dx store.
+    "mining_backward_rows_kernel": KernelSpec(
+        "memory", 256, 5, slow_blocks_per_sm=4,
+        in_flight_per_thread=lambda a, s: 4.0 * _SCALAR_BYTES[a[0]],
+        total_bytes=lambda a, s: 2.0 * _embedding_bytes(a, s),
     ),
 }
 
@@ -340,11 +575,11 @@ def resident_blocks_per_sm(threads: int, registers: int, shared_bytes: int, gpu:
     return min(by_regs, by_threads, by_shared, g.max_blocks_per_sm)
 
 
-def register_ceiling(spec: KernelSpec, gpu: str = "H200") -> int:
-    """The most registers per thread that keep spec.blocks_per_sm blocks of spec.threads resident."""
+def register_ceiling(spec: KernelSpec, gpu: str = "H200", args: list[str] | None = None) -> int:
+    """The most registers per thread that keep spec.blocks_for(args) blocks of spec.threads resident."""
     g = GPUS[gpu]
     warps = math.ceil(spec.threads / 32)
-    per_warp = g.regs_per_sm // (spec.blocks_per_sm * warps)
+    per_warp = g.regs_per_sm // (spec.blocks_for(args) * warps)
     return min(255, (per_warp // 256) * 256 // 32)
 
 
@@ -360,14 +595,35 @@ class ParallelismVerdict:
     detail: str
 
 
-def check_parallelism(launch: Launch, shape: dict, gpu: str = "H200") -> ParallelismVerdict:
+def latency_budget_us(pass_us: float | None = None) -> float:
+    """The most a latency kernel's launch may take: LATENCY_BUDGET_FLOORS launch floors, or
+    LATENCY_PASS_FRACTION of its pass's predicted time (predict(...)["us"]) when that is larger."""
+    budget = LATENCY_BUDGET_FLOORS * LAUNCH_FLOOR_US
+    if pass_us is not None:
+        budget = max(budget, LATENCY_PASS_FRACTION * pass_us)
+    return budget
+
+
+def launch_us(launch: Launch, shape: dict, gpu: str = "H200") -> float:
+    """Predicted time of a latency kernel's launch: its waves (blocks over SMs x resident blocks)
+    times the time of one block's work item, and never below the launch floor."""
+    family, args = parse_kernel(launch.kernel)
+    spec = KERNELS[family]
+    if spec.bound != "latency":
+        raise ValueError(f"{family} is not a latency kernel (its bound is {spec.bound!r})")
+    return max(LAUNCH_FLOOR_US, _waves(launch.blocks, spec.blocks_for(args), gpu) * spec.item_us(args, shape))
+
+
+def check_parallelism(launch: Launch, shape: dict, gpu: str = "H200", pass_us: float | None = None) -> ParallelismVerdict:
     """Whether `launch` offers enough parallelism to fill every SM of `gpu`.
 
     Resident blocks = min(grid blocks, SMs x spec.blocks_per_sm). Memory-bound kernels need
     bytes in flight = resident threads x in_flight_per_thread >= min(HBM bandwidth x
     MEMORY_LATENCY_NS, the launch's total bytes) (Little's law), and when the launch moves more than
     that target its grid must cover every SM. FMA-bound kernels need a block on every SM and
-    MIN_COMPUTE_WARPS_PER_SM resident warps per SM.
+    MIN_COMPUTE_WARPS_PER_SM resident warps per SM. Latency kernels are exempt from filling the GPU;
+    their predicted time (launch_us) must stay within latency_budget_us(pass_us), pass_us being the
+    predicted time of the pass the launch belongs to (None: the budget of LATENCY_BUDGET_FLOORS floors).
     """
     family, args = parse_kernel(launch.kernel)
     if family not in KERNELS:
@@ -378,8 +634,13 @@ def check_parallelism(launch: Launch, shape: dict, gpu: str = "H200") -> Paralle
     if threads > spec.threads:
         return ParallelismVerdict(family, False, threads, spec.threads, "threads",
                                   f"block of {threads} threads exceeds the {spec.threads} the model assumes")
-    resident_blocks = min(launch.blocks, g.sms * spec.blocks_per_sm)
+    resident_blocks = min(launch.blocks, g.sms * spec.blocks_for(args))
     shape_note = f"grid {launch.grid} x block {launch.block}, {resident_blocks} resident blocks"
+    if spec.bound == "latency":
+        us = launch_us(launch, shape, gpu)
+        budget = latency_budget_us(pass_us)
+        return ParallelismVerdict(family, us <= budget, us, budget, "us predicted (latency kernel: at most)",
+                                  shape_note)
     if spec.bound == "memory":
         target = g.hbm_bytes_per_s * MEMORY_LATENCY_NS * 1e-9
         total = spec.total_bytes(args, shape)

@@ -120,10 +120,10 @@ def audit(kernels: list[KernelResources], sass: dict[tuple[str, str], str]) -> t
             bad.append(f"no model in benchmarks/perf_model.py KERNELS for {family}")
             reg_max = shared_max = None
         else:
-            reg_max = perf_model.register_ceiling(spec)
+            reg_max = perf_model.register_ceiling(spec, args=args)
             shared_max = spec.max_shared_bytes
             if k.registers > reg_max:
-                bad.append(f"{k.registers} registers > {reg_max} ({spec.blocks_per_sm} blocks/SM assumed)")
+                bad.append(f"{k.registers} registers > {reg_max} ({spec.blocks_for(args)} blocks/SM assumed)")
             if k.shared > shared_max:
                 bad.append(f"{k.shared} B shared > {shared_max} B")
         if k.stack:

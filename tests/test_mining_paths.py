@@ -1,7 +1,9 @@
 """The CUDA mining kernels' paths, each reached through the op as the host code picks it, on every backend:
 split-K at small N, the direct select at medium N, the GEMM form with its error-bound re-measure at N >= 2048
-(csrc/cuda/mining_launch.cuh); the backward's hub rows (a negative chosen by most anchors) and its device-side
-index checks; pairwise_distance's backward in full fp32 whatever the TF32 setting."""
+(csrc/cuda/mining_launch.cuh); pairwise_distance's split-K and tile paths; the backward's hub rows (a negative
+chosen by most anchors; at N = 4096 its pairs are ordered by the rank and scatter kernels, below 513 by the
+grouping block itself) and its device-side index checks; pairwise_distance's backward in full fp32 whatever the
+TF32 setting."""
 
 from __future__ import annotations
 
@@ -109,6 +111,21 @@ def test_mine_backward_hub(backend):
     want = _mine_backward_float64(grad_ap, grad_an, x.cpu(), idx_p, idx_n, d_ap, d_an)
     torch.testing.assert_close(dx.cpu().double(), want, rtol=1e-4, atol=1e-5)
     assert torch.equal(dx, _raw_ops(backend)._batch_hard_mine_backward(*args))
+
+
+@pytest.mark.parametrize(
+    ("n", "m", "d", "squared"),
+    # split-K (mining_launch.cuh: fewer tile pairs than SMs and D over two 16-element chunks), also with
+    # N != M and partial tiles; the tile kernel (no split: D within one chunk; many tiles).
+    [(128, 128, 48, False), (45, 37, 33, True), (64, 20, 16, False), (400, 390, 24, True)],
+)
+def test_pairwise_distance_paths_match_reference(backend, n, m, d, squared):
+    x = _randn(n, d, seed=14).float()
+    y = _randn(m, d, seed=15).float()
+    got = backend.ops.pairwise_distance(x.to(backend.device), y.to(backend.device), squared)
+    want = reference.pairwise_distance(x.double(), y.double(), squared)
+    torch.testing.assert_close(got.cpu().double(), want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got, backend.ops.pairwise_distance(x.to(backend.device), y.to(backend.device), squared))
 
 
 @pytest.mark.parametrize(

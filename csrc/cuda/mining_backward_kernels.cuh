@@ -8,7 +8,9 @@
 //   1. mining_group_pairs_kernel (one block): the pairs grouped by target row, a stable CSR (order,
 //      offsets) in int32, and the hub chunks: a row with L > C pairs (C = pairs_per_chunk) is cut
 //      into ceil(L / C) chunks of consecutive pairs (chunk_offsets). It checks every index
-//      (device-side assert). One launch instead of about a dozen ATen ops.
+//      (device-side assert). One launch instead of about a dozen ATen ops. Beyond
+//      kMiningGroupThreads pairs the order comes from mining_rank_pairs_kernel (many blocks) and
+//      mining_scatter_pairs_kernel instead of the block's own rank loop (mining_launch.cuh).
 //   2. mining_backward_chunks_kernel: block (hub chunk, embedding slice) sums its <= C pairs into a
 //      partial row.
 //   3. mining_backward_rows_kernel: block (row, embedding slice) adds the row's own two pairs and
@@ -57,12 +59,14 @@ BDB_INLINE int64_t mining_hub_chunks(int64_t pairs, int64_t pairs_per_chunk) {
 
 // Step 1, one block of kMiningGroupThreads threads. fill (N ints) is scratch; offsets and
 // chunk_offsets have N + 1 entries, order 2N (only the first offsets[N] are used). index_t is int32_t
-// (the host checks 2N < 2^31).
+// (the host checks 2N < 2^31). With order_in_block it writes order itself (one round of at most
+// kMiningGroupThreads pairs is cheap); otherwise it zeroes rank (2N) for mining_rank_pairs_kernel.
 template <typename index_t>
 __global__ void mining_group_pairs_kernel(const int64_t* __restrict__ idx_p, const int64_t* __restrict__ idx_n,
-                                          int64_t N, int64_t pairs_per_chunk, index_t* __restrict__ fill,
-                                          index_t* __restrict__ offsets, index_t* __restrict__ chunk_offsets,
-                                          index_t* __restrict__ order) {
+                                          int64_t N, int64_t pairs_per_chunk, bool order_in_block,
+                                          index_t* __restrict__ fill, index_t* __restrict__ offsets,
+                                          index_t* __restrict__ chunk_offsets, index_t* __restrict__ order,
+                                          index_t* __restrict__ rank) {
   __shared__ index_t round_keys[kMiningGroupThreads];
   __shared__ int64_t scan_pairs[kMiningGroupThreads];
   __shared__ int64_t scan_chunks[kMiningGroupThreads];
@@ -74,6 +78,7 @@ __global__ void mining_group_pairs_kernel(const int64_t* __restrict__ idx_p, con
   for (int64_t s = t; s < 2 * N; s += threads) {
     const int64_t key = mining_checked_target(s, N, idx_p, idx_n);
     if (key >= 0) atomicAdd(&fill[key], 1);
+    if (!order_in_block) rank[s] = 0;
   }
   __syncthreads();
   // Exclusive scans of the counts and of the hub chunks: thread t owns a contiguous run of rows.
@@ -111,6 +116,7 @@ __global__ void mining_group_pairs_kernel(const int64_t* __restrict__ idx_p, con
     chunk_offsets[N] = static_cast<index_t>(scan_chunks[t]);
   }
   __syncthreads();
+  if (!order_in_block) return;  // block-uniform: mining_rank_pairs_kernel takes over
   // Stable fill, one round of `threads` consecutive pairs at a time: a pair's slot is its row's next
   // free slot plus the number of earlier pairs of the round with the same row.
   for (int64_t base = 0; base < 2 * N; base += threads) {
@@ -126,6 +132,52 @@ __global__ void mining_group_pairs_kernel(const int64_t* __restrict__ idx_p, con
     __syncthreads();
     if (key >= 0) atomicAdd(&fill[key], 1);
     __syncthreads();
+  }
+}
+
+// Step 1b (more than kMiningGroupThreads pairs): block (tile of kMiningRankThreads pairs, slice of
+// kMiningRankSlice pairs) adds to rank[s] how many pairs of the slice before s target s's row.
+// Integer atomics: the total does not depend on the order of the additions.
+template <typename index_t>
+__global__ void mining_rank_pairs_kernel(const int64_t* __restrict__ idx_p, const int64_t* __restrict__ idx_n,
+                                         int64_t N, index_t* __restrict__ rank) {
+  __shared__ index_t slice_keys[kMiningRankSlice];
+  const int64_t pairs = 2 * N;
+  const int64_t tiles = ceil_div(pairs, kMiningRankThreads);
+  const int64_t slices = ceil_div(pairs, kMiningRankSlice);
+  // Both loops are block-uniform, so every thread reaches every barrier.
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t tile_begin = tile * kMiningRankThreads;
+    const int64_t s = tile_begin + threadIdx.x;
+    const index_t key = s < pairs ? static_cast<index_t>(mining_checked_target(s, N, idx_p, idx_n)) : -1;
+    for (int64_t slice = blockIdx.y; slice < slices; slice += gridDim.y) {
+      const int64_t q0 = slice * kMiningRankSlice;
+      if (q0 >= tile_begin + kMiningRankThreads) break;  // no pair of the slice precedes the tile's pairs
+      for (int e = threadIdx.x; e < kMiningRankSlice; e += blockDim.x) {
+        const int64_t q = q0 + e;
+        slice_keys[e] = q < pairs ? static_cast<index_t>(mining_checked_target(q, N, idx_p, idx_n)) : -1;
+      }
+      __syncthreads();
+      if (key >= 0) {
+        const int64_t end = (s - q0 < kMiningRankSlice) ? s - q0 : kMiningRankSlice;
+        index_t count = 0;
+        for (int64_t e = 0; e < end; ++e) count += slice_keys[e] == key ? 1 : 0;
+        if (count > 0) atomicAdd(&rank[s], count);
+      }
+      __syncthreads();  // slice_keys is rewritten by the next slice
+    }
+  }
+}
+
+// Step 1c: pair s goes to its row's slot offsets[row] + rank[s].
+template <typename index_t>
+__global__ void mining_scatter_pairs_kernel(const int64_t* __restrict__ idx_p, const int64_t* __restrict__ idx_n,
+                                            int64_t N, const index_t* __restrict__ offsets,
+                                            const index_t* __restrict__ rank, index_t* __restrict__ order) {
+  for (int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; s < 2 * N;
+       s += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t key = mining_checked_target(s, N, idx_p, idx_n);
+    if (key >= 0) order[offsets[key] + rank[s]] = static_cast<index_t>(s);
   }
 }
 

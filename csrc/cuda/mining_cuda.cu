@@ -45,6 +45,27 @@ at::Tensor pairwise_distance_kernel_device(const at::Tensor& x_in, const at::Ten
   at::Tensor out = at::empty({N, M}, x.options());
   if (out.numel() == 0) return out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::pairwise_distance", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    // Too few 32 x 32 tiles to fill the GPU (N = M = 128: 16): split D across blocks, as batch_hard_mine does.
+    const MiningSplitKShape splitk = mining_splitk_launch(N, M, D);
+    if (splitk.ksplits > 1) {
+      at::Tensor partial = at::empty({splitk.ksplits, N, M}, x.options().dtype(acc_type_of(x.scalar_type())));
+      with_vector_width<scalar_t>(aligned16(x) && aligned16(y), D, [&](auto vec) {
+        auto kernel = mining_splitk_kernel<scalar_t, decltype(vec)::value>;
+        const dim3 grid(static_cast<unsigned>(splitk.tile_pairs), static_cast<unsigned>(splitk.ksplits));
+        BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), current_kernel_stream(), x.const_data_ptr<scalar_t>(), N,
+                          y.const_data_ptr<scalar_t>(), M, D, splitk.ksplits, splitk.chunks_per_split,
+                          partial.mutable_data_ptr<acc_t>());
+        BDB_KERNEL_LAUNCH_CHECK();
+      });
+      const LaunchShape fin = elementwise_launch(N * M, 1);
+      auto finalize = pairwise_splitk_finalize_kernel<scalar_t>;
+      BDB_LAUNCH_KERNEL(finalize, dim3(static_cast<unsigned>(fin.blocks)), dim3(fin.threads), current_kernel_stream(),
+                        partial.const_data_ptr<acc_t>(), N * M, splitk.ksplits, squared,
+                        out.mutable_data_ptr<scalar_t>());
+      BDB_KERNEL_LAUNCH_CHECK();
+      return;
+    }
     const PairwiseShape shape = pairwise_launch(N, M);
     with_vector_width<scalar_t>(aligned16(x) && aligned16(y), D, [&](auto vec) {
       auto kernel = pairwise_distance_kernel<scalar_t, decltype(vec)::value>;
@@ -82,7 +103,7 @@ void mine_direct(const at::Tensor& x, const at::Tensor& labels, at::Tensor& d_ap
     with_vector_width<scalar_t>(aligned16(x), D, [&](auto vec) {
       auto kernel = mining_splitk_kernel<scalar_t, decltype(vec)::value>;
       const dim3 grid(static_cast<unsigned>(splitk.tile_pairs), static_cast<unsigned>(splitk.ksplits));
-      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), current_kernel_stream(), xp, N, D, splitk.ksplits,
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), current_kernel_stream(), xp, N, xp, N, D, splitk.ksplits,
                         splitk.chunks_per_split, partial.mutable_data_ptr<acc_t>());
       BDB_KERNEL_LAUNCH_CHECK();
     });
@@ -198,17 +219,32 @@ at::Tensor batch_hard_mine_backward_kernel_device(const at::Tensor& grad_ap_in, 
   const at::Tensor grad_ap = grad_ap_in.contiguous(), grad_an = grad_an_in.contiguous();
   const at::Tensor d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous();
   const MiningBackwardShape shape = mining_backward_launch(N, D);
-  // One int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N).
-  at::Tensor csr = at::empty({5 * N + 2}, x.options().dtype(at::kInt));
+  // One int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N), rank (2N).
+  at::Tensor csr = at::empty({7 * N + 2}, x.options().dtype(at::kInt));
   int32_t* fill = csr.mutable_data_ptr<int32_t>();
   int32_t* offsets = fill + N;
   int32_t* chunk_offsets = offsets + N + 1;
   int32_t* order = chunk_offsets + N + 1;
+  int32_t* rank = order + 2 * N;
+  const int64_t* ip64 = idx_p.const_data_ptr<int64_t>();
+  const int64_t* in64 = idx_n.const_data_ptr<int64_t>();
+  const bool order_in_block = mining_group_ranks_in_block(N);
   auto group = mining_group_pairs_kernel<int32_t>;
-  BDB_LAUNCH_KERNEL(group, dim3(1), dim3(kMiningGroupThreads), current_kernel_stream(),
-                    idx_p.const_data_ptr<int64_t>(), idx_n.const_data_ptr<int64_t>(), N, shape.pairs_per_chunk, fill,
-                    offsets, chunk_offsets, order);
+  BDB_LAUNCH_KERNEL(group, dim3(1), dim3(kMiningGroupThreads), current_kernel_stream(), ip64, in64, N,
+                    shape.pairs_per_chunk, order_in_block, fill, offsets, chunk_offsets, order, rank);
   BDB_KERNEL_LAUNCH_CHECK();
+  if (!order_in_block) {
+    const MiningRankShape rs = mining_rank_launch(N);
+    auto rank_kernel = mining_rank_pairs_kernel<int32_t>;
+    BDB_LAUNCH_KERNEL(rank_kernel, dim3(static_cast<unsigned>(rs.blocks_x), static_cast<unsigned>(rs.blocks_y)),
+                      dim3(rs.threads), current_kernel_stream(), ip64, in64, N, rank);
+    BDB_KERNEL_LAUNCH_CHECK();
+    const LaunchShape ss = mining_scatter_launch(N);
+    auto scatter = mining_scatter_pairs_kernel<int32_t>;
+    BDB_LAUNCH_KERNEL(scatter, dim3(static_cast<unsigned>(ss.blocks)), dim3(ss.threads), current_kernel_stream(), ip64,
+                      in64, N, static_cast<const int32_t*>(offsets), static_cast<const int32_t*>(rank), order);
+    BDB_KERNEL_LAUNCH_CHECK();
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::_batch_hard_mine_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     at::Tensor partial = at::empty({shape.max_chunks, D}, x.options().dtype(acc_type_of(x.scalar_type())));

@@ -10,6 +10,7 @@
 //     all of D) leaves a partial winner per (run, anchor); mining_finalize_kernel merges them.
 //   * small N (N = 128: 16 tile pairs for 132 SMs): mining_splitk_kernel splits D across blocks and
 //     stores partial sums; mining_splitk_finalize_kernel adds them in increasing k (fixed order).
+//     pairwise_distance takes the same split-K at small N, with pairwise_splitk_finalize_kernel.
 #pragma once
 
 #include "mining_tiles.cuh"
@@ -149,24 +150,27 @@ __global__ void mining_finalize_kernel(const scalar_t* __restrict__ x, int64_t N
   }
 }
 
-// Mining, split-K, step 1: block (tile pair, k-split) sums the chunks [ks * chunks_per_split, ...)
-// of D for its 32 x 32 tile and stores partial[(ks * N + i) * N + j].
+// Split-K, step 1 (mining, and pairwise_distance at small N): block (tile pair, k-split) sums the
+// chunks [ks * chunks_per_split, ...) of D for its 32 x 32 tile of (row of a, row of b) and stores
+// partial[(ks * N + i) * M + j].
 template <typename scalar_t, int VEC>
-__global__ void mining_splitk_kernel(const scalar_t* __restrict__ x, int64_t N, int64_t D, int64_t ksplits,
-                                     int64_t chunks_per_split, at::opmath_type<scalar_t>* __restrict__ partial) {
+__global__ void mining_splitk_kernel(const scalar_t* __restrict__ a, int64_t N, const scalar_t* __restrict__ b,
+                                     int64_t M, int64_t D, int64_t ksplits, int64_t chunks_per_split,
+                                     at::opmath_type<scalar_t>* __restrict__ partial) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ MiningStages<acc_t, kMiningTile, kMiningTileK> st;
   const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
   const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
-  const int64_t tiles = ceil_div(N, kMiningTile);
-  for (int64_t pair = blockIdx.x; pair < tiles * tiles; pair += gridDim.x) {
+  const int64_t col_tiles = ceil_div(M, kMiningTile);
+  const int64_t tile_pairs = ceil_div(N, kMiningTile) * col_tiles;
+  for (int64_t pair = blockIdx.x; pair < tile_pairs; pair += gridDim.x) {
     for (int64_t ks = blockIdx.y; ks < ksplits; ks += gridDim.y) {
-      const int64_t a0 = (pair / tiles) * kMiningTile;
-      const int64_t b0 = (pair % tiles) * kMiningTile;
+      const int64_t a0 = (pair / col_tiles) * kMiningTile;
+      const int64_t b0 = (pair % col_tiles) * kMiningTile;
       const int64_t k_begin = ks * chunks_per_split * kMiningTileK;
       const int64_t k_end = (k_begin + chunks_per_split * kMiningTileK < D) ? k_begin + chunks_per_split * kMiningTileK : D;
       acc_t sum[kMiningMicro][kMiningMicro];
-      mining_tile_accumulate<scalar_t, acc_t, VEC, kMiningTile, kMiningTileK, true>(st, x, a0, N, x, b0, N, D,
+      mining_tile_accumulate<scalar_t, acc_t, VEC, kMiningTile, kMiningTileK, true>(st, a, a0, N, b, b0, M, D,
                                                                                    k_begin, k_end, sum);
 #pragma unroll
       for (int r = 0; r < kMiningMicro; ++r) {
@@ -174,7 +178,7 @@ __global__ void mining_splitk_kernel(const scalar_t* __restrict__ x, int64_t N, 
         for (int c = 0; c < kMiningMicro; ++c) {
           const int64_t i = a0 + mining_micro_row<kMiningTile>(ty, r);
           const int64_t j = b0 + mining_micro_row<kMiningTile>(tx, c);
-          if (i < N && j < N) partial[(ks * N + i) * N + j] = sum[r][c];
+          if (i < N && j < M) partial[(ks * N + i) * M + j] = sum[r][c];
         }
       }
     }
@@ -205,6 +209,22 @@ __global__ void mining_splitk_finalize_kernel(const scalar_t* __restrict__ x, co
       best.offer(s, j, same);
     }
     mining_write_class_winner<scalar_t, acc_t>(x, i, positive, best, D, lane, d_ap, d_an, idx_p, idx_n);
+  }
+}
+
+// pairwise_distance, split-K step 2: out[e] = the k-split sums of element e added in increasing k (a
+// fixed order), then the square root unless squared. Only used while the tile pairs are fewer than the
+// SMs, so there are at most 132 x 1024 elements.
+template <typename scalar_t>
+__global__ void pairwise_splitk_finalize_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, int64_t numel,
+                                                int64_t ksplits, bool squared, scalar_t* __restrict__ out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < numel;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    acc_t s = acc_t(0);
+#pragma unroll 4
+    for (int64_t ks = 0; ks < ksplits; ++ks) s += partial[ks * numel + e];
+    out[e] = static_cast<scalar_t>(squared ? s : mining_sqrt(s));
   }
 }
 

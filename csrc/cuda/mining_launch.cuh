@@ -3,9 +3,11 @@
 // and blocks from these functions, so every build runs the same shapes. Plain C++ (no device code).
 //
 // The shapes are sized for a 132-SM H100/H200: every kernel whose work grows with N offers at least
-// about one resident block per SM at N = 128 (docs/performance-mining.md has the model and the
-// numbers). The one exception by design is the backward's pair grouping, a single block over the 2N
-// chosen pairs (a few microseconds; it replaces about a dozen ATen launches).
+// about one resident block per SM at N = 128 (docs/performance.md has the model and the
+// numbers). The exceptions by design are the "latency kernels" of the model: the finalizers (2N
+// single-warp items), the backward's pair grouping, a single block over the 2N chosen pairs (it
+// replaces about a dozen ATen launches; it orders the pairs itself only up to 1024 of them), and the
+// small kernels whose work is bounded by construction (rank, scatter, pairwise split-K finalize).
 #pragma once
 
 #include <cstdint>
@@ -77,15 +79,15 @@ inline MiningSelectShape mining_select_launch(int64_t N) {
 // which split-K bounds by (kMiningFillBlocks + tile pairs) * 32 * 32 (under 1.6 MB in fp32): it is
 // used only while the tile pairs are fewer than kMiningTargetSMs.
 struct MiningSplitKShape {
-  int64_t tile_pairs;        // grid x: anchor tile * tiles + candidate tile
+  int64_t tile_pairs;        // grid x: row tile * column tiles + column tile
   int64_t ksplits;           // grid y; 1 = no split-K (use mining_select_launch instead)
   int64_t chunks_per_split;  // kMiningTileK-element chunks per k-split
   int threads;
 };
 
-inline MiningSplitKShape mining_splitk_launch(int64_t N, int64_t D) {
-  const int64_t tiles = ceil_div(N, kMiningTile);
-  const int64_t pairs = tiles * tiles;
+// Rows of a (N) against rows of b (M): pairwise_distance takes split-K on the same rule.
+inline MiningSplitKShape mining_splitk_launch(int64_t N, int64_t M, int64_t D) {
+  const int64_t pairs = ceil_div(N, kMiningTile) * ceil_div(M, kMiningTile);
   const int64_t chunks = ceil_div(D, kMiningTileK);
   if (pairs < 1 || pairs >= kMiningTargetSMs || chunks < 2) return {grid_blocks(pairs), 1, chunks, kMiningThreads};
   int64_t ksplits = ceil_div(kMiningFillBlocks, pairs);
@@ -94,6 +96,8 @@ inline MiningSplitKShape mining_splitk_launch(int64_t N, int64_t D) {
   ksplits = ceil_div(chunks, per_split);
   return {pairs, ksplits, per_split, kMiningThreads};
 }
+
+inline MiningSplitKShape mining_splitk_launch(int64_t N, int64_t D) { return mining_splitk_launch(N, N, D); }
 
 // GEMM form: block (anchor tile, candidate tile) of 128 x 128; one bound record per (candidate tile,
 // anchor): O(N * N / 128) memory (32 N at N = 4096).
@@ -128,6 +132,30 @@ inline LaunchShape mining_finalize_launch(int64_t N) { return {grid_blocks(2 * N
 // than max(pairs_per_chunk, 4N / pairs_per_chunk) + 2 terms per embedding element.
 constexpr int kMiningGroupThreads = 1024;
 constexpr int kMiningBackwardThreads = 256;
+
+// The stable order of the pairs within a row. Up to kMiningGroupThreads pairs (N <= 512) the grouping
+// block ranks them itself, in one round. Beyond, its one-SM rank loop would cost 2N x 512 compares
+// (about 33 us at N = 2048), so the rank of pair s (how many earlier pairs share its row) is counted
+// by blocks over (256 pairs, slice of 1024 earlier pairs) with integer atomics (their sum does not
+// depend on the order), and a scatter writes the order: two more launches, 2N^2 / 2 compares spread
+// over the GPU.
+constexpr int kMiningRankThreads = 256;
+constexpr int kMiningRankSlice = 1024;
+
+inline bool mining_group_ranks_in_block(int64_t N) { return 2 * N <= kMiningGroupThreads; }
+
+struct MiningRankShape {
+  int64_t blocks_x;  // tiles of kMiningRankThreads pairs (grid-stride beyond)
+  int64_t blocks_y;  // slices of kMiningRankSlice earlier pairs (grid-stride beyond kMaxGridY)
+  int threads;
+};
+
+inline MiningRankShape mining_rank_launch(int64_t N) {
+  return {grid_blocks(ceil_div(2 * N, kMiningRankThreads)), grid_blocks(ceil_div(2 * N, kMiningRankSlice), kMaxGridY),
+          kMiningRankThreads};
+}
+
+inline LaunchShape mining_scatter_launch(int64_t N) { return elementwise_launch(2 * N, 1); }
 
 struct MiningBackwardShape {
   int64_t pairs_per_chunk;

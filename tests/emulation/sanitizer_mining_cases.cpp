@@ -148,10 +148,15 @@ Mined reference_mine(const MiningCase& c, const std::vector<double>& x) {
   return m;
 }
 
+// pairwise_distance by one of the host's two paths: the tile kernel, or (split_k) split-K + its
+// finalize, which the host takes while the tile pairs cannot fill the GPU (then with the host's k-splits).
 template <class T>
-void check_pairwise(const MiningCase& c, int64_t M, bool squared) {
-  const std::string what = describe(c, type_name<T>(), "pairwise_distance_kernel") + " M=" + std::to_string(M) +
-                           (squared ? " squared" : "");
+void check_pairwise(const MiningCase& c, int64_t M, bool squared, bool split_k) {
+  using acc_t = at::opmath_type<T>;
+  const bdb::MiningSplitKShape splitk = bdb::mining_splitk_launch(c.N, M, c.D);
+  if (split_k && splitk.ksplits < 2) return fail(describe(c, type_name<T>(), "pairwise split-K") + ": no k-splits here");
+  const std::string what = describe(c, type_name<T>(), split_k ? "pairwise split-K + finalize" : "pairwise_distance_kernel") +
+                           " M=" + std::to_string(M) + (squared ? " squared" : "");
   const std::vector<double> xh = make_x(c, 11);
   MiningCase cy = c;
   cy.N = M;
@@ -159,13 +164,28 @@ void check_pairwise(const MiningCase& c, int64_t M, bool squared) {
   const std::vector<double> yh = make_x(cy, 12);
   Buf<T> x = to_buffer<T>(xh), y = to_buffer<T>(yh);
   Buf<T> out(c.N * M, static_cast<T>(std::numeric_limits<float>::quiet_NaN()));
-  const bdb::PairwiseShape shape = bdb::pairwise_launch(c.N, M);
-  with_vector_width(x.data(), c.D, [&](auto vec) {
-    auto kernel = bdb::pairwise_distance_kernel<T, decltype(vec)::value>;
-    const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
-    BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), bdb_emu::Stream{}, x.data(), y.data(), out.data(), c.N, M,
-                      c.D, squared);
-  });
+  if (split_k) {
+    Buf<acc_t> partial(splitk.ksplits * c.N * M, acc_t(-1));
+    with_vector_width(x.data(), c.D, [&](auto vec) {
+      auto kernel = bdb::mining_splitk_kernel<T, decltype(vec)::value>;
+      const dim3 grid(static_cast<unsigned>(splitk.tile_pairs), static_cast<unsigned>(splitk.ksplits));
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), bdb_emu::Stream{}, x.data(), c.N, y.data(), M, c.D,
+                        splitk.ksplits, splitk.chunks_per_split, partial.data());
+    });
+    if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (split-K): " + e);
+    const bdb::LaunchShape fin = bdb::elementwise_launch(c.N * M, 1);
+    auto finalize = bdb::pairwise_splitk_finalize_kernel<T>;
+    BDB_LAUNCH_KERNEL(finalize, dim3(static_cast<unsigned>(fin.blocks)), dim3(fin.threads), bdb_emu::Stream{},
+                      static_cast<const acc_t*>(partial.data()), c.N * M, splitk.ksplits, squared, out.data());
+  } else {
+    const bdb::PairwiseShape shape = bdb::pairwise_launch(c.N, M);
+    with_vector_width(x.data(), c.D, [&](auto vec) {
+      auto kernel = bdb::pairwise_distance_kernel<T, decltype(vec)::value>;
+      const dim3 grid(static_cast<unsigned>(shape.blocks_x), static_cast<unsigned>(shape.blocks_y));
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(shape.threads), bdb_emu::Stream{}, x.data(), y.data(), out.data(), c.N, M,
+                        c.D, squared);
+    });
+  }
   ++*g_checks_ptr;
   if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + ": " + e);
   for (int64_t i = 0; i < c.N; ++i)
@@ -219,8 +239,8 @@ std::string run_mine_path(MinePath path, const MiningCase& c, Buf<T>& x, Buf<int
     with_vector_width(x.data(), D, [&](auto vec) {
       auto kernel = bdb::mining_splitk_kernel<T, decltype(vec)::value>;
       const dim3 grid(static_cast<unsigned>(splitk.tile_pairs), static_cast<unsigned>(splitk.ksplits));
-      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), bdb_emu::Stream{}, x.data(), N, D, splitk.ksplits,
-                        splitk.chunks_per_split, partial.data());
+      BDB_LAUNCH_KERNEL(kernel, grid, dim3(splitk.threads), bdb_emu::Stream{}, x.data(), N, x.data(), N, D,
+                        splitk.ksplits, splitk.chunks_per_split, partial.data());
     });
     if (std::string e = bdb_emu::get_last_error(); !e.empty()) return "(split-K) " + e;
     auto finalize = bdb::mining_splitk_finalize_kernel<T>;
@@ -339,27 +359,49 @@ void check_mine_backward(const MiningCase& c) {
   Buf<int64_t> idx_p(N, 0), idx_n(N, 0);
   for (int64_t i = 0; i < N; ++i) idx_p[i] = fwd.idx_p[i], idx_n[i] = fwd.idx_n[i];
   const bdb::MiningBackwardShape shape = bdb::mining_backward_launch(N, D);
-  // The host's one int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N).
-  Buf<int32_t> csr(5 * N + 2, -7);
+  // The host's one int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N), rank (2N).
+  Buf<int32_t> csr(7 * N + 2, -7);
   int32_t* fill = csr.data();
   int32_t* offsets = fill + N;
   int32_t* chunk_offsets = offsets + N + 1;
   int32_t* order = chunk_offsets + N + 1;
-  auto group = bdb::mining_group_pairs_kernel<int32_t>;
-  BDB_LAUNCH_KERNEL(group, dim3(1), dim3(bdb::kMiningGroupThreads), bdb_emu::Stream{}, idx_p.data(), idx_n.data(), N,
-                    shape.pairs_per_chunk, fill, offsets, chunk_offsets, order);
-  ++*g_checks_ptr;
-  if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + " (group): " + e);
+  int32_t* rank = order + 2 * N;
   std::vector<int32_t> order_h, offsets_h;
   build_csr(fwd.idx_p, fwd.idx_n, N, order_h, offsets_h);
+  // Both ways to the stable order: the grouping block's own rank loop (what the host does up to
+  // kMiningGroupThreads pairs), and the rank + scatter kernels (beyond); the last one run stays.
   int64_t want_chunks = 0;
-  for (int64_t j = 0; j <= N; ++j) {
-    if (offsets[j] != offsets_h[j]) return fail(what + " (group): offsets[" + std::to_string(j) + "] differs");
-    if (chunk_offsets[j] != want_chunks) return fail(what + " (group): chunk_offsets[" + std::to_string(j) + "] differs");
-    if (j < N) want_chunks += bdb::mining_hub_chunks(offsets_h[j + 1] - offsets_h[j], shape.pairs_per_chunk);
-  }
-  for (size_t e = 0; e < order_h.size(); ++e) {
-    if (order[e] != order_h[e]) return fail(what + " (group): order[" + std::to_string(e) + "] is not the stable order");
+  for (const bool in_block : {true, false}) {
+    if (in_block && !bdb::mining_group_ranks_in_block(N)) continue;
+    const std::string how = in_block ? " (group, in-block order)" : " (group, rank + scatter)";
+    std::fill(csr.data(), csr.data() + 7 * N + 2, -7);
+    auto group = bdb::mining_group_pairs_kernel<int32_t>;
+    BDB_LAUNCH_KERNEL(group, dim3(1), dim3(bdb::kMiningGroupThreads), bdb_emu::Stream{}, idx_p.data(), idx_n.data(),
+                      N, shape.pairs_per_chunk, in_block, fill, offsets, chunk_offsets, order, rank);
+    ++*g_checks_ptr;
+    if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + how + ": " + e);
+    if (!in_block) {
+      const bdb::MiningRankShape rs = bdb::mining_rank_launch(N);
+      auto rank_kernel = bdb::mining_rank_pairs_kernel<int32_t>;
+      BDB_LAUNCH_KERNEL(rank_kernel, dim3(static_cast<unsigned>(rs.blocks_x), static_cast<unsigned>(rs.blocks_y)),
+                        dim3(rs.threads), bdb_emu::Stream{}, idx_p.data(), idx_n.data(), N, rank);
+      if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + how + " rank: " + e);
+      const bdb::LaunchShape ss = bdb::mining_scatter_launch(N);
+      auto scatter = bdb::mining_scatter_pairs_kernel<int32_t>;
+      BDB_LAUNCH_KERNEL(scatter, dim3(static_cast<unsigned>(ss.blocks)), dim3(ss.threads), bdb_emu::Stream{},
+                        idx_p.data(), idx_n.data(), N, static_cast<const int32_t*>(offsets),
+                        static_cast<const int32_t*>(rank), order);
+      if (const std::string e = bdb_emu::get_last_error(); !e.empty()) return fail(what + how + " scatter: " + e);
+    }
+    want_chunks = 0;
+    for (int64_t j = 0; j <= N; ++j) {
+      if (offsets[j] != offsets_h[j]) return fail(what + how + ": offsets[" + std::to_string(j) + "] differs");
+      if (chunk_offsets[j] != want_chunks) return fail(what + how + ": chunk_offsets[" + std::to_string(j) + "] differs");
+      if (j < N) want_chunks += bdb::mining_hub_chunks(offsets_h[j + 1] - offsets_h[j], shape.pairs_per_chunk);
+    }
+    for (size_t e = 0; e < order_h.size(); ++e) {
+      if (order[e] != order_h[e]) return fail(what + how + ": order[" + std::to_string(e) + "] is not the stable order");
+    }
   }
   if (c.hub && want_chunks == 0) return fail(what + ": the hub case has no hub chunks");
   Buf<acc_t> partial(shape.max_chunks * D, acc_t(-1));
@@ -460,10 +502,16 @@ void run_mining_cases(bool quick, int& checks, int& failures) {
   if (!quick) check_case<double>(cases[4]);
   check_mine_backward<c10::Half>(cases[0]);
   check_mine<c10::Half>(cases[2], MinePath::gemm);
-  // pairwise_distance: N != M, partial tiles on both sides, 2 x 2 tiles, N = M = 1.
-  check_pairwise<float>(cases[0], 37, false);
-  check_pairwise<float>(cases[0], 5, true);
-  check_pairwise<double>(cases[1], 5, false);
-  check_pairwise<c10::Half>(cases[1], 33, true);
-  if (!quick) check_pairwise<float>(cases[4], 1, false);
+  // pairwise_distance: N != M, partial tiles on both sides, 2 x 2 tiles, N = M = 1; split-K where the
+  // host takes it (D spans at least two 16-element chunks).
+  check_pairwise<float>(cases[0], 37, false, false);
+  check_pairwise<float>(cases[0], 37, false, true);
+  check_pairwise<float>(cases[0], 5, true, false);
+  check_pairwise<float>(cases[0], 5, true, true);
+  check_pairwise<double>(cases[1], 5, false, false);
+  check_pairwise<c10::Half>(cases[1], 33, true, false);
+  if (!quick) {
+    check_pairwise<c10::Half>(cases[0], 33, false, true);
+    check_pairwise<float>(cases[4], 1, false, false);
+  }
 }

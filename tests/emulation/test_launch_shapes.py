@@ -1,6 +1,8 @@
 """Launch-shape audit: at the paper shapes, every kernel the CUDA host code launches offers enough
 parallelism to fill a 132-SM H100/H200, by the model of docs/performance.md (benchmarks/perf_model.py):
-bytes in flight by Little's law for the memory-bound kernels, resident warps for the FMA-bound ones.
+bytes in flight by Little's law for the memory-bound kernels, resident warps for the FMA-bound ones,
+and for the latency kernels (the mining finalizers' single-warp items, the one-block pair grouping) a
+predicted time within their budget (two launch floors, or a tenth of the pass's predicted time).
 
 The emulator records each launch's kernel, grid and block (``_start_launch_recording``); at these
 sizes it records without running the kernels (mode 2), so the inputs are uninitialised and never
@@ -45,11 +47,14 @@ def recorded_launches(emu, mode: int = RECORD_ONLY):
             launches.append(perf_model.Launch(kernel, tuple(map(int, grid.split())), tuple(map(int, block.split()))))
 
 
-def assert_fills_the_gpu(launches, shape):
+def assert_fills_the_gpu(launches, shape, op=None, pass_=None):
+    """Every launch passes perf_model.check_parallelism on both GPUs; latency kernels get the budget
+    of the pass (op, pass_) they belong to, as perf_model.predict prices it."""
     assert launches, "the op launched no kernel"
     for gpu in ("H100", "H200"):
+        pass_us = None if op is None else perf_model.predict(op, pass_, shape, torch.float32, gpu)["us"]
         for launch in launches:
-            v = perf_model.check_parallelism(launch, shape, gpu)
+            v = perf_model.check_parallelism(launch, shape, gpu, pass_us)
             assert v.ok, (
                 f"{gpu}: {launch.kernel} offers {v.have:.4g} {v.unit}, the model needs {v.need:.4g} ({v.detail})"
             )
@@ -99,48 +104,77 @@ def test_drop_backward_of_an_expanded_gradient_fills_the_gpu(emu, dtype):
     assert_fills_the_gpu(launches, PAPER_MAP)
 
 
-# Mining cases that today's kernels (csrc/cuda/mining_*.{cu,cuh}) do not pass; the rewrite on branch
-# i10-mining (split-K select at small N, GEMM form at N >= 2048, bounded hub backward) targets them.
 MINING_SHAPES = [(N, D) for N in (128, 512, 2048, 4096) for D in (1536, 2048)]
-# Today: pairwise_distance at N=128 is a 4x4 grid; batch_hard_mine's finalize (one warp per anchor,
-# scalar loads) and backward (one block per row, scalar loads) have too few bytes in flight at every N,
-# and its select kernel is a 4x4 grid at N=128.
-KNOWN_MINING_FAILURES: set[tuple[str, int, int]] = {
-    ("pairwise_distance-fwd", 128, 1536),
-    ("pairwise_distance-fwd", 128, 2048),
-    *(("mine-fwd", N, D) for N, D in MINING_SHAPES),
-    *(("mine-bwd", N, D) for N, D in MINING_SHAPES),
+
+# The kernels each path launches (perf_model.mining_path mirrors csrc/cuda/mining_launch.cuh).
+FORWARD_KERNELS = {
+    "splitk": ["mining_splitk_kernel", "mining_splitk_finalize_kernel"],
+    "select": ["mining_select_kernel", "mining_finalize_kernel"],
+    "gemm": ["mining_norms_kernel", "mining_gemm_bounds_kernel", "mining_gemm_finalize_kernel"],
 }
 
 
-def _mining_case(what, N, D):
-    marks = []
-    if (what, N, D) in KNOWN_MINING_FAILURES:
-        marks.append(pytest.mark.xfail(strict=True, reason="fixed by branch i10-mining"))
-    return pytest.param(what, N, D, marks=marks, id=f"{what}-N{N}-D{D}")
+def _backward_kernels(N):
+    ordering = [] if perf_model.mining_path(N, 1)["group_in_block"] else ["mining_rank_pairs_kernel",
+                                                                          "mining_scatter_pairs_kernel"]
+    return ["mining_group_pairs_kernel", *ordering, "mining_backward_chunks_kernel", "mining_backward_rows_kernel"]
+
+
+def _pairwise_kernels(N, D):
+    if perf_model.splitk_ksplits(N, N, D) > 1:
+        return ["mining_splitk_kernel", "pairwise_splitk_finalize_kernel"]
+    return ["pairwise_distance_kernel"]
 
 
 @pytest.mark.parametrize(
     "what,N,D",
-    [_mining_case(w, N, D) for w in ("pairwise_distance-fwd", "mine-fwd", "mine-bwd") for N, D in MINING_SHAPES],
+    [pytest.param(w, N, D, id=f"{w}-N{N}-D{D}") for w in ("pairwise_distance-fwd", "mine-fwd", "mine-bwd")
+     for N, D in MINING_SHAPES],
 )
 def test_mining_kernels_fill_the_gpu(emu, what, N, D):
     x = torch.empty(N, D)
     labels = torch.arange(N) // 4  # identities of 4 samples, as P x K batches
-    with recorded_launches(emu) as launches:
-        if what == "pairwise_distance-fwd":
+    if what == "pairwise_distance-fwd":
+        with recorded_launches(emu) as launches:
             emu.pairwise_distance(x, x, False)
-        elif what == "mine-fwd":
+        assert [perf_model.parse_kernel(l.kernel)[0] for l in launches] == _pairwise_kernels(N, D)
+        assert_fills_the_gpu(launches, {"N": N, "D": D}, "pairwise_distance", "fwd")
+        return
+    if what == "mine-fwd":
+        with recorded_launches(emu) as launches:
             emu.batch_hard_mine(x, labels)
-    if what == "mine-bwd":
-        # A valid selection (the backward's host code groups the pairs by row before launching).
+        expected = FORWARD_KERNELS[perf_model.mining_path(N, D)["path"]]
+    else:
+        # A valid selection without hubs (every row is the target of two pairs).
         i = torch.arange(N)
         idx_p = i - i % 4 + (i + 1) % 4
         idx_n = (i + 4) % N
         ones = torch.ones(N)
         with recorded_launches(emu) as launches:
             emu._batch_hard_mine_backward(ones, ones, x, idx_p, idx_n, ones, ones)
-    assert_fills_the_gpu(launches, {"N": N, "D": D})
+        expected = _backward_kernels(N)
+    # The model prices the kernels the host code really launches.
+    assert [perf_model.parse_kernel(l.kernel)[0] for l in launches] == expected
+    assert_fills_the_gpu(launches, {"N": N, "D": D}, "mining_loss", what.removeprefix("mine-"))
+
+
+@pytest.mark.parametrize("N", [128, 512, 2048])
+def test_mining_launch_parameters_match_the_model(emu, N):
+    """perf_model.mining_path's k-splits, candidate splits and GEMM tiles are the grids the host code
+    launches (the finalizers' predicted time depends on them)."""
+    D = 1536
+    path = perf_model.mining_path(N, D)
+    with recorded_launches(emu) as launches:
+        emu.batch_hard_mine(torch.empty(N, D), torch.arange(N) // 4)
+    first = launches[0] if path["path"] != "gemm" else launches[1]
+    tiles = -(-N // 32)
+    if path["path"] == "splitk":
+        assert first.grid == (tiles * tiles, path["ksplits"], 1)
+    elif path["path"] == "select":
+        assert first.grid == (tiles, path["splits"], 1)
+    else:
+        assert first.grid == (path["tiles"], path["tiles"], 1)
+    assert launches[-1].grid == (2 * N, 1, 1) and launches[-1].block == (32, 1, 1)
 
 
 def test_recording_and_running_records_the_same_launches_and_computes(emu):
