@@ -23,7 +23,7 @@ PATHS = {
 
 
 def _raw_ops(backend):
-    """The backend's torch.ops namespace (the internal backward op is not part of OpLibrary)."""
+    """The backend's torch.ops namespace (the internal backward op has no public function in bdb_ext.ops)."""
     return getattr(torch.ops, backend.ops.namespace)
 
 

@@ -49,7 +49,7 @@ DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 # widest vectors both ways); W = 6, C = 6 (width 2); the paper's 24 x 8 with C = 40 (not a
 # multiple of a warp or a channel tile). Small enough for the emulator in the CPU rehearsal.
 DROP_SHAPES = ((3, 5, 7, 9), (2, 16, 6, 8), (1, 6, 4, 6), (2, 40, 24, 8))
-# Mining tiles are 32 x 32 pairs (common/launch.h): one partial tile, several with a partial last one.
+# Mining tiles are 32 x 32 pairs (cuda/mining_launch.cuh): one partial tile, several with a partial last one.
 PAIRWISE_SHAPES = ((1, 1, 1), (33, 5, 7), (70, 64, 129))
 MINE_SHAPES = ((1, 3), (2, 64), (37, 130), (72, 33))
 DROP_LAYOUTS = ("contiguous", "channels_last", "strided", "misaligned", "misaligned2", "channels_last_misaligned")
