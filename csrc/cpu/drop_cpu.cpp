@@ -6,13 +6,14 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/native/DispatchStub.h>
+#include <ATen/Version.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "../host/drop_args.h"
@@ -22,32 +23,26 @@
 namespace bdb {
 namespace cpu {
 
-DropPoolKernel select_drop_pool_kernel(c10::ScalarType dtype) {
-#if defined(__x86_64__) || defined(_M_X64)
-  switch (at::native::get_cpu_capability()) {
-    case at::native::CPUCapability::AVX512:
-      return AVX512::drop_pool_kernel(dtype);
-    case at::native::CPUCapability::AVX2:
-      return AVX2::drop_pool_kernel(dtype);
-    default:
-      break;
-  }
-#endif
-  return DEFAULT::drop_pool_kernel(dtype);
+namespace {
+
+// ATen's capability, read once: at::get_cpu_capability() is the exported face of
+// at::native::get_cpu_capability() and fixed for the process. AVX512 runs the AVX2 kernel, as
+// ATen's REGISTER_DISPATCH does (see drop_pool_vec.h).
+bool use_avx2() {
+  static const bool avx2 = [] {
+    const std::string name = at::get_cpu_capability();
+    return name == "AVX2" || name == "AVX512";
+  }();
+  return avx2;
 }
 
-const char* drop_pool_capability() {
+}  // namespace
+
+DropPoolKernel select_drop_pool_kernel(c10::ScalarType dtype) {
 #if defined(__x86_64__) || defined(_M_X64)
-  switch (at::native::get_cpu_capability()) {
-    case at::native::CPUCapability::AVX512:
-      return "AVX512";
-    case at::native::CPUCapability::AVX2:
-      return "AVX2";
-    default:
-      break;
-  }
+  if (use_avx2()) return AVX2::drop_pool_kernel(dtype);
 #endif
-  return "DEFAULT";
+  return DEFAULT::drop_pool_kernel(dtype);
 }
 
 }  // namespace cpu

@@ -1,12 +1,15 @@
 // drop_pool's forward, vectorised with ATen's at::vec and compiled once per CPU capability.
 //
-// ATen compiles its CPU kernels once per capability (DEFAULT, AVX2, AVX512: -mavx2 ... per file) and
-// picks one at run time from at::native::get_cpu_capability(), which honours ATEN_CPU_CAPABILITY.
-// An out-of-tree extension gets one set of compiler flags for every source, so each capability here
-// is a small translation unit (drop_pool_vec_{default,avx2,avx512}.cpp) that turns the instruction
-// set on with `#pragma GCC target` and the matching CPU_CAPABILITY_* macros before it includes
-// at::vec, then compiles drop_pool_vec_kernels.h. The choice at run time is ATen's own, so the
-// extension uses AVX-512 exactly when ATen's kernels do (and ATEN_CPU_CAPABILITY=default turns both off).
+// ATen compiles its CPU kernels once per capability (-mavx2 ... per file) and picks one at run time
+// from at::native::get_cpu_capability() (cpuinfo, capped by ATEN_CPU_CAPABILITY). An out-of-tree
+// extension gets one set of compiler flags for every source, so each capability here is a small
+// translation unit (drop_pool_vec_{default,avx2}.cpp) that turns its instruction set on with
+// `#pragma GCC target` and the matching CPU_CAPABILITY macros before it includes at::vec, then
+// compiles drop_pool_vec_kernels.h; no setup.py flag is involved. The choice at run time follows
+// ATen's: DEFAULT or AVX2 as ATen reports, and on an AVX-512 machine the AVX2 kernel, which is
+// what ATen's REGISTER_DISPATCH does for every kernel not also registered for AVX512 (an AVX-512
+// build of this kernel measured slower on the 2-core AMD EPYC: 512-bit mask compares cost extra
+// instructions through at::vec and the loop is bound by loads, not width).
 #pragma once
 
 #include <c10/core/ScalarType.h>
@@ -38,15 +41,9 @@ DropPoolKernel drop_pool_kernel(c10::ScalarType dtype);
 namespace AVX2 {
 DropPoolKernel drop_pool_kernel(c10::ScalarType dtype);
 }
-namespace AVX512 {
-DropPoolKernel drop_pool_kernel(c10::ScalarType dtype);
-}
 #endif
 
 // The kernel for ATen's current CPU capability.
 DropPoolKernel select_drop_pool_kernel(c10::ScalarType dtype);
-
-// The capability that select_drop_pool_kernel uses ("DEFAULT", "AVX2" or "AVX512"), for build_info.
-const char* drop_pool_capability();
 
 }  // namespace bdb::cpu

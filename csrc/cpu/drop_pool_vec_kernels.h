@@ -1,5 +1,5 @@
 // The body of drop_pool's vectorised forward, compiled once per CPU capability by
-// drop_pool_vec_{default,avx2,avx512}.cpp (see drop_pool_vec.h). Include only from those units,
+// drop_pool_vec_{default,avx2}.cpp (see drop_pool_vec.h). Include only from those units,
 // after vec_prelude.h and with CPU_CAPABILITY defined: everything here lives in
 // bdb::cpu::CPU_CAPABILITY, so the copies never share a symbol.
 //
@@ -11,7 +11,7 @@
 #pragma once
 
 #ifndef CPU_CAPABILITY
-#error "define CPU_CAPABILITY (DEFAULT, AVX2 or AVX512) before including drop_pool_vec_kernels.h"
+#error "define CPU_CAPABILITY (DEFAULT or AVX2) before including drop_pool_vec_kernels.h"
 #endif
 
 #include <ATen/cpu/vec/functional.h>
@@ -51,91 +51,219 @@ inline bool is_nan(acc_t v) {
   return v != v;
 }
 
-// Max over one NCHW plane's kept positions, then the first kept position holding it:
-// 1. a NaN-propagating vector max (at::vec::maximum) over every kept run, the plane then sits in L1;
-// 2. a vector compare against the winner (or a NaN test), stopping at the first lane that hits.
-// Pass 2 reads from L1 and usually stops early, so the arg-max costs far less than a second load.
+// Which positions of an NCHW plane are kept, built once per call (the rectangle is the same for
+// every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (skipped: never
+// loaded), kept (read as is) or mixed (read through a lane mask). Consecutive kept chunks form one
+// segment, so for a full-width rectangle a plane is two segments and no mask. Positions past the
+// last whole chunk (H*W % 16 of them) are the scalar tail.
+template <typename acc_t>
+struct PlaneMasks {
+  using Vec = Vectorized<acc_t>;
+  static constexpr int64_t kChunk = 16;
+  static_assert(kChunk % Vec::size() == 0, "the vector width must divide the 16-position chunks");
+  struct Segment {
+    int64_t begin, end;  // positions, multiples of kChunk
+    bool mixed;          // one chunk read through lanes[begin, end)
+  };
+  int64_t hw;
+  int64_t whole;                  // positions in whole chunks: hw rounded down to kChunk
+  std::vector<acc_t> lanes;       // per position < whole: all-ones bits when kept, 0 when dropped
+  std::vector<acc_t> positions;   // per position < whole: the position itself, as acc_t
+  std::vector<uint8_t> kept;      // per position
+  std::vector<Segment> segments;  // in plane order
+  bool any_kept = false;
+
+  PlaneMasks(const MapLayout& m, const DropRect& r)
+      : hw(m.H * m.W), whole(hw - hw % kChunk), lanes(whole), positions(whole), kept(hw) {
+    acc_t ones;
+    std::memset(&ones, 0xFF, sizeof(ones));
+    for (int64_t i = 0; i < hw; ++i) {
+      kept[i] = !r.dropped(i / m.W, i % m.W);
+      any_kept |= kept[i] != 0;
+      if (i < whole) {
+        lanes[i] = kept[i] ? ones : acc_t(0);
+        positions[i] = static_cast<acc_t>(i);
+      }
+    }
+    for (int64_t c = 0; c < whole; c += kChunk) {
+      int64_t n = 0;
+      for (int64_t i = c; i < c + kChunk; ++i) n += kept[i];
+      if (n == 0) continue;
+      const bool mixed = n < kChunk;
+      if (!mixed && !segments.empty() && !segments.back().mixed && segments.back().end == c) {
+        segments.back().end = c + kChunk;
+      } else {
+        segments.push_back({c, c + kChunk, mixed});
+      }
+    }
+  }
+  Vec mask(int64_t i) const { return Vec::loadu(lanes.data() + i); }
+  Vec position(int64_t i) const { return Vec::loadu(positions.data() + i); }
+};
+
+// Where v > val (ordered compare: never for NaN), val = v and pos = at.
+template <typename acc_t>
+inline void keep_greater(const Vectorized<acc_t>& v, const Vectorized<acc_t>& at, Vectorized<acc_t>& val,
+                         Vectorized<acc_t>& pos) {
+  const Vectorized<acc_t> gt = v > val;
+  val = Vectorized<acc_t>::blendv(val, v, gt);
+  pos = Vectorized<acc_t>::blendv(pos, at, gt);
+}
+
+// Max over one NCHW plane's kept positions and the first kept position holding it, in one pass:
+// each lane of two accumulators keeps its running max and where it first reached it (vectors go to
+// the accumulators alternately, so positions grow within a lane and a strict `>` keeps the earlier
+// one; positions carried as acc_t, exact below 2^24), dropped lanes read as -inf; the lanes then
+// merge to the max and the smallest position holding it by vector reductions, with no
+// data-dependent branch. A running sum probes for NaN (one add, where a NaN test and an or would
+// be two). Returns false, leaving the plane to max_plane_scan, when the probe turns NaN (a NaN, or
+// +inf and -inf both summed) or every kept value is -inf (no lane moved): both rare.
 template <typename scalar_t>
-void max_plane(const scalar_t* p, const MapLayout& m, const DropRect& r, scalar_t* out, int64_t* argmax) {
+bool max_plane_one_pass(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, acc_of<scalar_t>& best_out,
+                        int64_t& idx_out) {
   using acc_t = acc_of<scalar_t>;
   using Vec = Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
-  constexpr acc_t kLowest = -std::numeric_limits<acc_t>::infinity();
-  Vec vmax(kLowest);
-  acc_t smax = kLowest;
-  bool any_kept = false;
-  for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
-    any_kept = true;
-    int64_t i = begin;
-    for (; i + L <= end; i += L) vmax = at::vec::maximum(vmax, load_acc(p + i));
-    for (; i < end; ++i) {
-      const acc_t v = static_cast<acc_t>(p[i]);
-      smax = (v > smax || is_nan(v)) ? v : smax;
+  const Vec lowest(-std::numeric_limits<acc_t>::infinity());
+  const acc_t sentinel = static_cast<acc_t>(pm.hw);
+  Vec val0 = lowest, val1 = lowest;
+  Vec pos0(sentinel), pos1(sentinel);
+  Vec probe0(acc_t(0)), probe1(acc_t(0));
+  // Named accumulators (an array indexed at run time would live on the stack and put a
+  // store-to-load forward into every step's dependency chain).
+  for (const auto& sg : pm.segments) {
+    int64_t i = sg.begin;
+    if (sg.mixed) {
+      for (; i < sg.end; i += L) {
+        const Vec v = Vec::blendv(lowest, load_acc(p + i), pm.mask(i));
+        keep_greater(v, pm.position(i), val0, pos0);
+        probe0 = probe0 + v;
+      }
+      continue;
     }
-  });
-  acc_t best = kLowest;
-  int64_t idx = -1;
-  if (any_kept) {
-    alignas(64) acc_t lanes[L];
-    vmax.store(lanes);
-    best = smax;
-    for (int64_t k = 0; k < L; ++k) best = (lanes[k] > best || is_nan(lanes[k])) ? lanes[k] : best;
-    const bool want_nan = is_nan(best);
-    const Vec target(best);
-    for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
-      if (idx >= 0) return;
-      int64_t i = begin;
-      for (; i + L <= end; i += L) {
-        const Vec v = load_acc(p + i);
-        const int hits = lanes_set<acc_t>(want_nan ? v.isnan() : (v == target));
-        if (hits != 0) {
-          idx = i + __builtin_ctz(static_cast<unsigned>(hits));
-          return;
-        }
-      }
-      for (; i < end; ++i) {
-        const acc_t v = static_cast<acc_t>(p[i]);
-        if (want_nan ? is_nan(v) : v == best) {
-          idx = i;
-          return;
-        }
-      }
-    });
-    // The value at the first hit (of 0.0 and -0.0, the one stored first).
-    best = static_cast<acc_t>(p[idx]);
+    for (; i + 2 * L <= sg.end; i += 2 * L) {
+      const Vec v0 = load_acc(p + i);
+      const Vec v1 = load_acc(p + i + L);
+      keep_greater(v0, pm.position(i), val0, pos0);
+      keep_greater(v1, pm.position(i + L), val1, pos1);
+      probe0 = probe0 + v0;
+      probe1 = probe1 + v1;
+    }
+    for (; i < sg.end; i += L) {
+      const Vec v = load_acc(p + i);
+      keep_greater(v, pm.position(i), val0, pos0);
+      probe0 = probe0 + v;
+    }
   }
-  settle_against_dropped_zero(!r.empty(), best, idx);
+  const Vec val[2] = {val0, val1};
+  const Vec pos[2] = {pos0, pos1};
+  const Vec probe[2] = {probe0, probe1};
+  const Vec probe_sum = probe[0] + probe[1];
+  if (lanes_set<acc_t>(probe_sum != probe_sum) != 0) return false;
+  const Vec take = (val[1] > val[0]) | ((val[1] == val[0]) & (pos[1] < pos[0]));
+  const Vec v = Vec::blendv(val[0], val[1], take);
+  const Vec at = Vec::blendv(pos[0], pos[1], take);
+  acc_t best = at::vec::vec_reduce_all<acc_t>([](const Vec& x, const Vec& y) { return at::vec::maximum(x, y); }, v);
+  acc_t first = at::vec::vec_reduce_all<acc_t>([](const Vec& x, const Vec& y) { return at::vec::minimum(x, y); },
+                                               Vec::blendv(Vec(sentinel), at, v == Vec(best)));
+  // No lane moved although whole chunks were read: every kept value there is -inf.
+  if (first == sentinel && !pm.segments.empty()) return false;
+  for (int64_t i = pm.whole; i < pm.hw; ++i) {
+    if (!pm.kept[i]) continue;
+    const acc_t x = static_cast<acc_t>(p[i]);
+    if (is_nan(x)) return false;
+    if (x > best || (x == best && first == sentinel)) {
+      best = x;
+      first = static_cast<acc_t>(i);
+    }
+  }
+  if (first == sentinel) return false;
+  idx_out = static_cast<int64_t>(first);
+  // The value at the first hit (of 0.0 and -0.0, the one stored first).
+  best_out = static_cast<acc_t>(p[idx_out]);
+  return true;
+}
+
+// The general two-pass form, for planes with a NaN or only -inf kept values (and planes too large
+// for exact acc_t positions): 1. a NaN-propagating max of the kept lanes (at::vec::maximum);
+// 2. a vector compare against the winner (or a NaN test), stopping at the first kept lane that hits.
+template <typename scalar_t>
+void max_plane_scan(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, acc_of<scalar_t>& best_out,
+                    int64_t& idx_out) {
+  using acc_t = acc_of<scalar_t>;
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  const Vec lowest(-std::numeric_limits<acc_t>::infinity());
+  Vec vmax = lowest;
+  for (int64_t i = 0; i < pm.whole; i += L) vmax = at::vec::maximum(vmax, Vec::blendv(lowest, load_acc(p + i), pm.mask(i)));
+  acc_t best = at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::maximum(a, b); }, vmax);
+  for (int64_t i = pm.whole; i < pm.hw; ++i) {
+    const acc_t v = static_cast<acc_t>(p[i]);
+    if (pm.kept[i] && (v > best || is_nan(v))) best = v;
+  }
+  const bool want_nan = is_nan(best);
+  const Vec target(best);
+  int64_t idx = -1;
+  for (int64_t i = 0; i < pm.whole && idx < 0; i += L) {
+    const Vec v = load_acc(p + i);
+    const int hits = lanes_set<acc_t>((want_nan ? v.isnan() : (v == target)) & pm.mask(i));
+    if (hits != 0) idx = i + __builtin_ctz(static_cast<unsigned>(hits));
+  }
+  for (int64_t i = pm.whole; i < pm.hw && idx < 0; ++i) {
+    const acc_t v = static_cast<acc_t>(p[i]);
+    if (pm.kept[i] && (want_nan ? is_nan(v) : v == best)) idx = i;
+  }
+  idx_out = idx;
+  best_out = static_cast<acc_t>(p[idx]);
+}
+
+template <typename scalar_t>
+void max_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, bool any_dropped, scalar_t* out,
+               int64_t* argmax) {
+  using acc_t = acc_of<scalar_t>;
+  acc_t best = -std::numeric_limits<acc_t>::infinity();
+  int64_t idx = -1;
+  if (pm.any_kept) {
+    const bool exact_positions = pm.hw < (int64_t(1) << std::numeric_limits<acc_t>::digits);
+    if (!(exact_positions && max_plane_one_pass(p, pm, best, idx))) max_plane_scan(p, pm, best, idx);
+  }
+  settle_against_dropped_zero(any_dropped, best, idx);
   *out = static_cast<scalar_t>(best);
   *argmax = idx;
 }
 
-// Sum over one NCHW plane's kept positions in 16 fixed lanes: lane k adds the elements 16j + k of
-// each kept run, whatever the vector width, then the lanes fold in a fixed tree. The same bits on
-// every instruction set, unlike a reduction over the native vector width.
+// Sum over one NCHW plane's kept positions in 16 fixed lanes: lane k adds the kept positions
+// 16j + k in order, whatever the vector width, the lanes fold in a fixed tree, then the tail
+// (H*W % 16 positions) is added in order. The same bits on every instruction set, unlike a
+// reduction over the native width.
 template <typename scalar_t>
-acc_of<scalar_t> sum_plane(const scalar_t* p, const MapLayout& m, const DropRect& r) {
+acc_of<scalar_t> sum_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm) {
   using acc_t = acc_of<scalar_t>;
   using Vec = Vectorized<acc_t>;
-  constexpr int64_t kLanes = 16;
+  constexpr int64_t kLanes = PlaneMasks<acc_t>::kChunk;
   constexpr int64_t L = Vec::size();
-  static_assert(kLanes % L == 0, "the vector width must divide the 16 fixed lanes");
   constexpr int64_t kParts = kLanes / L;
   Vec part[kParts];
   for (int64_t k = 0; k < kParts; ++k) part[k] = Vec(acc_t(0));
-  acc_t tail = 0;
-  for_each_kept_run(m, r, [&](int64_t begin, int64_t end) {
-    int64_t i = begin;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int64_t k = 0; k < kParts; ++k) part[k] = part[k] + load_acc(p + i + k * L);
+  for (const auto& sg : pm.segments) {
+    for (int64_t i = sg.begin; i < sg.end; i += kLanes) {
+      for (int64_t k = 0; k < kParts; ++k) {
+        Vec v = load_acc(p + i + k * L);
+        if (sg.mixed) v = v & pm.mask(i + k * L);
+        part[k] = part[k] + v;
+      }
     }
-    for (; i < end; ++i) tail += static_cast<acc_t>(p[i]);
-  });
+  }
   alignas(64) acc_t lanes[kLanes];
   for (int64_t k = 0; k < kParts; ++k) part[k].store(lanes + k * L);
   for (int64_t width = kLanes / 2; width > 0; width /= 2) {
     for (int64_t k = 0; k < width; ++k) lanes[k] += lanes[k + width];
   }
-  return lanes[0] + tail;
+  acc_t sum = lanes[0];
+  for (int64_t i = pm.whole; i < pm.hw; ++i) {
+    if (pm.kept[i]) sum += static_cast<acc_t>(p[i]);
+  }
+  return sum;
 }
 
 template <typename scalar_t>
@@ -143,85 +271,169 @@ void pool_planes(const DropPoolProblem& pb) {
   using acc_t = acc_of<scalar_t>;
   const MapLayout& m = pb.m;
   const int64_t hw = m.H * m.W;
+  const PlaneMasks<acc_t> pm(m, pb.r);
   const auto* x = static_cast<const scalar_t*>(pb.x);
   auto* out = static_cast<scalar_t*>(pb.out);
   at::parallel_for(0, m.N * m.C, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* p = x + plane * hw;
       if (pb.is_max) {
-        max_plane(p, m, pb.r, out + plane, pb.argmax + plane);
+        max_plane(p, pm, !pb.r.empty(), out + plane, pb.argmax + plane);
       } else {
-        out[plane] = static_cast<scalar_t>(sum_plane(p, m, pb.r) / static_cast<acc_t>(hw));
+        out[plane] = static_cast<scalar_t>(sum_plane(p, pm) / static_cast<acc_t>(hw));
       }
     }
   });
 }
 
-// channels_last: each task owns a block of channels of one sample and walks the kept positions in
-// row-major order, updating the whole block per position (contiguous loads; the running max and
-// arg-max stay in an L1-resident buffer). Positions are visited in increasing order, so a strict
-// `>` keeps the first position on ties and a NaN is taken only over a non-NaN: the max_candidate
-// order without an index compare. The arg-max is carried as float (exact below 2^24 positions).
+// channels_last. The kept positions of the map, in row-major order (the same for every sample).
+inline std::vector<int64_t> kept_positions(const MapLayout& m, const DropRect& r) {
+  std::vector<int64_t> kept;
+  for (int64_t h = 0; h < m.H; ++h) {
+    for (int64_t w = 0; w < m.W; ++w) {
+      if (!r.dropped(h, w)) kept.push_back(h * m.W + w);
+    }
+  }
+  return kept;
+}
+
+// One channel of one sample in scalar code, by the max_candidate order: the fallback for the
+// channels whose vector probe saw a NaN or an inf, and for channels past the last whole vector.
+template <typename scalar_t>
+void pool_channel_scalar(const DropPoolProblem& pb, const std::vector<int64_t>& kept, int64_t n, int64_t c) {
+  using acc_t = acc_of<scalar_t>;
+  const MapLayout& m = pb.m;
+  const scalar_t* base = static_cast<const scalar_t*>(pb.x) + n * m.H * m.W * m.C + c;
+  acc_t best = pb.is_max ? -std::numeric_limits<acc_t>::infinity() : acc_t(0);
+  int64_t idx = -1;
+  for (const int64_t q : kept) {
+    const acc_t v = static_cast<acc_t>(base[q * m.C]);
+    if (!pb.is_max) {
+      best += v;
+    } else if (max_candidate_better(v, q, best, idx)) {
+      best = v;
+      idx = q;
+    }
+  }
+  auto* out = static_cast<scalar_t*>(pb.out) + n * m.C + c;
+  if (!pb.is_max) {
+    *out = static_cast<scalar_t>(best / static_cast<acc_t>(m.H * m.W));
+    return;
+  }
+  settle_against_dropped_zero(!pb.r.empty(), best, idx);
+  *out = static_cast<scalar_t>(best);
+  pb.argmax[n * m.C + c] = idx;
+}
+
+// Channels [c0, c1) of sample n. The map is read in memory order (position by position, each a
+// contiguous run of channels) while the running max, its position and a NaN probe per channel sit
+// in L1-resident buffers; G kept positions are applied per pass over the buffers, so each buffer
+// load and store serves G data vectors. Positions only grow, so a strict `>` keeps the first one on
+// ties. The probe is a running sum: NaN when a NaN (or +inf and -inf) was seen; such channels are
+// redone in scalar code, where the first NaN wins. The average adds in position order per
+// channel: the same bits on every instruction set.
 constexpr int64_t kChannelBlock = 512;
+constexpr int kPositionGroup = 4;
+
+struct ChannelBuffers {
+  alignas(64) float val[kChannelBlock];
+  alignas(64) float at[kChannelBlock];
+  alignas(64) float probe[kChannelBlock];
+};
+
+template <int G, typename scalar_t>
+void apply_positions(const DropPoolProblem& pb, const scalar_t* const* rows, const int64_t* q, int64_t nvec,
+                     ChannelBuffers& buf) {
+  using Vec = Vectorized<float>;
+  constexpr int64_t L = Vec::size();
+  if (!pb.is_max) {
+    for (int64_t c = 0; c < nvec; c += L) {
+      Vec sum = Vec::loadu(buf.val + c);
+      for (int g = 0; g < G; ++g) sum = sum + load_acc(rows[g] + c);
+      sum.store(buf.val + c);
+    }
+    return;
+  }
+  Vec qv[G];
+  for (int g = 0; g < G; ++g) qv[g] = Vec(static_cast<float>(q[g]));
+  for (int64_t c = 0; c < nvec; c += L) {
+    Vec val = Vec::loadu(buf.val + c);
+    Vec at = Vec::loadu(buf.at + c);
+    Vec probe = Vec::loadu(buf.probe + c);
+    for (int g = 0; g < G; ++g) {
+      const Vec v = load_acc(rows[g] + c);
+      keep_greater(v, qv[g], val, at);
+      probe = probe + v;
+    }
+    val.store(buf.val + c);
+    at.store(buf.at + c);
+    probe.store(buf.probe + c);
+  }
+}
 
 template <typename scalar_t>
-void pool_channels_block(const DropPoolProblem& pb, int64_t n, int64_t c0, int64_t c1, float* best,
-                         float* idx) {
+void pool_channel_block(const DropPoolProblem& pb, const std::vector<int64_t>& kept, int64_t n, int64_t c0,
+                        int64_t c1, ChannelBuffers& buf) {
   using Vec = Vectorized<float>;
   constexpr int64_t L = Vec::size();
   const MapLayout& m = pb.m;
-  const int64_t hw = m.H * m.W;
-  const int64_t nc = c1 - c0;
-  const int64_t nvec = nc - nc % L;
-  const auto* x = static_cast<const scalar_t*>(pb.x);
-  bool first = true;
-  for (int64_t h = 0; h < m.H; ++h) {
-    for (int64_t w = 0; w < m.W; ++w) {
-      if (pb.r.dropped(h, w)) continue;
-      const int64_t pos = h * m.W + w;
-      const scalar_t* v = x + ((n * m.H + h) * m.W + w) * m.C + c0;
-      if (first || !pb.is_max) {
-        // The first kept position seeds the max (so an all -inf map still has an arg-max); the
-        // average just adds.
-        for (int64_t c = 0; c < nvec; c += L) {
-          const Vec xv = load_acc(v + c);
-          (first ? xv : Vec::loadu(best + c) + xv).store(best + c);
-        }
-        for (int64_t c = nvec; c < nc; ++c) best[c] = first ? static_cast<float>(v[c]) : best[c] + static_cast<float>(v[c]);
-        if (first && pb.is_max) std::fill(idx, idx + nc, static_cast<float>(pos));
-        first = false;
-        continue;
-      }
-      const Vec vpos(static_cast<float>(pos));
-      for (int64_t c = 0; c < nvec; c += L) {
-        const Vec xv = load_acc(v + c);
-        const Vec b = Vec::loadu(best + c);
-        const Vec take = (xv > b) | (xv.isnan() & (b == b));
-        Vec::blendv(b, xv, take).store(best + c);
-        Vec::blendv(Vec::loadu(idx + c), vpos, take).store(idx + c);
-      }
-      for (int64_t c = nvec; c < nc; ++c) {
-        const float xv = static_cast<float>(v[c]);
-        if (xv > best[c] || (is_nan(xv) && !is_nan(best[c]))) {
-          best[c] = xv;
-          idx[c] = static_cast<float>(pos);
-        }
-      }
-    }
+  const int64_t nvec = (c1 - c0) - (c1 - c0) % L;
+  const scalar_t* base = static_cast<const scalar_t*>(pb.x) + n * m.H * m.W * m.C + c0;
+  // The first kept position seeds the buffers.
+  const int64_t first = kept[0];
+  for (int64_t c = 0; c < nvec; c += L) {
+    const Vec v = load_acc(base + first * m.C + c);
+    v.store(buf.val + c);
+    v.store(buf.probe + c);
+    Vec(static_cast<float>(first)).store(buf.at + c);
+  }
+  const int64_t count = static_cast<int64_t>(kept.size());
+  int64_t t = 1;
+  const scalar_t* rows[kPositionGroup];
+  for (; t + kPositionGroup <= count; t += kPositionGroup) {
+    for (int g = 0; g < kPositionGroup; ++g) rows[g] = base + kept[t + g] * m.C;
+    apply_positions<kPositionGroup, scalar_t>(pb, rows, kept.data() + t, nvec, buf);
+  }
+  for (; t < count; ++t) {
+    rows[0] = base + kept[t] * m.C;
+    apply_positions<1, scalar_t>(pb, rows, kept.data() + t, nvec, buf);
   }
   auto* out = static_cast<scalar_t*>(pb.out) + n * m.C + c0;
-  if (!pb.is_max) {
-    for (int64_t c = 0; c < nc; ++c) out[c] = first ? scalar_t(0) : static_cast<scalar_t>(best[c] / static_cast<float>(hw));
-    return;
+  const float hw = static_cast<float>(m.H * m.W);
+  for (int64_t c = 0; c < nvec; ++c) {
+    if (!pb.is_max) {
+      out[c] = static_cast<scalar_t>(buf.val[c] / hw);
+    } else if (is_nan(buf.probe[c])) {
+      pool_channel_scalar<scalar_t>(pb, kept, n, c0 + c);
+    } else {
+      float b = buf.val[c];
+      int64_t i = static_cast<int64_t>(buf.at[c]);
+      settle_against_dropped_zero(!pb.r.empty(), b, i);
+      out[c] = static_cast<scalar_t>(b);
+      pb.argmax[n * m.C + c0 + c] = i;
+    }
   }
-  int64_t* am = pb.argmax + n * m.C + c0;
-  for (int64_t c = 0; c < nc; ++c) {
-    float b = first ? -std::numeric_limits<float>::infinity() : best[c];
-    int64_t i = first ? -1 : static_cast<int64_t>(idx[c]);
-    settle_against_dropped_zero(!pb.r.empty(), b, i);
-    out[c] = static_cast<scalar_t>(b);
-    am[c] = i;
-  }
+  for (int64_t c = c0 + nvec; c < c1; ++c) pool_channel_scalar<scalar_t>(pb, kept, n, c);
+}
+
+template <typename scalar_t>
+void pool_channels_vectorised(const DropPoolProblem& pb) {
+  const MapLayout& m = pb.m;
+  const std::vector<int64_t> kept = kept_positions(m, pb.r);
+  const int64_t blocks = (m.C + kChannelBlock - 1) / kChannelBlock;
+  at::parallel_for(0, m.N * blocks, 1, [&](int64_t begin, int64_t end) {
+    ChannelBuffers buf;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / blocks;
+      const int64_t c0 = (item % blocks) * kChannelBlock;
+      const int64_t c1 = std::min(m.C, c0 + kChannelBlock);
+      if (kept.empty()) {
+        for (int64_t c = c0; c < c1; ++c) pool_channel_scalar<scalar_t>(pb, kept, n, c);
+      } else {
+        pool_channel_block<scalar_t>(pb, kept, n, c0, c1, buf);
+      }
+    }
+  });
 }
 
 // The scalar channels_last loop, for float64 and for maps too large for a float arg-max.
@@ -268,22 +480,12 @@ void pool_channels_scalar(const DropPoolProblem& pb) {
 
 template <typename scalar_t>
 void pool_channels(const DropPoolProblem& pb) {
-  const MapLayout& m = pb.m;
   if constexpr (std::is_same_v<scalar_t, double>) {
     pool_channels_scalar<scalar_t>(pb);
-  } else if (m.H * m.W > (int64_t(1) << 24)) {
-    pool_channels_scalar<scalar_t>(pb);
+  } else if (pb.m.H * pb.m.W > (int64_t(1) << 24)) {
+    pool_channels_scalar<scalar_t>(pb);  // positions past 2^24 are not exact in float
   } else {
-    const int64_t blocks = (m.C + kChannelBlock - 1) / kChannelBlock;
-    at::parallel_for(0, m.N * blocks, 1, [&](int64_t begin, int64_t end) {
-      alignas(64) float best[kChannelBlock];
-      alignas(64) float idx[kChannelBlock];
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t n = item / blocks;
-        const int64_t c0 = (item % blocks) * kChannelBlock;
-        pool_channels_block<scalar_t>(pb, n, c0, std::min(m.C, c0 + kChannelBlock), best, idx);
-      }
-    });
+    pool_channels_vectorised<scalar_t>(pb);
   }
 }
 
