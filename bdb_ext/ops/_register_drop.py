@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._devices import check_devices
 from ._double_backward import refuse_double_backward
 
 __all__ = ["register_drop_ops"]
@@ -33,14 +34,17 @@ def register_drop_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::batch_drop_block")
     def _(x, rect):
+        check_devices("batch_drop_block", ("x", x), ("rect", rect), cpu_ok=("rect",))
         return _empty_map(x, x.shape, _dense_format(x))
 
     @torch.library.register_fake(f"{ns}::_batch_drop_block_backward")
     def _(grad_y, rect):
+        check_devices("_batch_drop_block_backward", ("grad_y", grad_y), ("rect", rect), cpu_ok=("rect",))
         return _empty_map(grad_y, grad_y.shape, _dense_format(grad_y))
 
     @torch.library.register_fake(f"{ns}::drop_pool")
     def _(x, rect, mode):
+        check_devices("drop_pool", ("x", x), ("rect", rect), cpu_ok=("rect",))
         n, c = x.shape[0], x.shape[1]
         out = x.new_empty((n, c))
         argmax = x.new_empty((n, c) if mode == "max" else (0, 0), dtype=torch.int64)
@@ -48,6 +52,7 @@ def register_drop_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::_drop_pool_backward")
     def _(grad_out, argmax, rect, mode, input_size, channels_last):
+        check_devices("_drop_pool_backward", ("grad_out", grad_out), ("argmax", argmax), ("rect", rect), cpu_ok=("rect",))
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         return _empty_map(grad_out, input_size, fmt)
 

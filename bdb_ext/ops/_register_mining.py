@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._devices import check_devices
 from ._double_backward import refuse_double_backward
 
 __all__ = ["register_mining_ops"]
@@ -15,16 +16,19 @@ def register_mining_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::pairwise_distance")
     def _(x, y, squared):
+        check_devices("pairwise_distance", ("x", x), ("y", y))
         torch._check(x.dim() == 2 and y.dim() == 2, lambda: "pairwise_distance: x and y must be 2-D (N, D)")
         torch._check(x.shape[1] == y.shape[1], lambda: "pairwise_distance: x and y must have the same D")
         return x.new_empty((x.shape[0], y.shape[0]))
 
     @torch.library.register_fake(f"{ns}::_pairwise_distance_backward")
     def _(grad, x, y, dist, squared):
+        check_devices("_pairwise_distance_backward", ("x", x), ("y", y), ("grad", grad), ("dist", dist))
         return x.new_empty(x.shape), y.new_empty(y.shape)
 
     @torch.library.register_fake(f"{ns}::batch_hard_mine")
     def _(x, labels):
+        check_devices("batch_hard_mine", ("x", x), ("labels", labels))
         torch._check(x.dim() == 2, lambda: "batch_hard_mine: x must be 2-D (N, D)")
         n = x.shape[0]
         return x.new_empty((n,)), x.new_empty((n,)), x.new_empty((n,), dtype=torch.int64), x.new_empty(
@@ -33,6 +37,10 @@ def register_mining_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::_batch_hard_mine_backward")
     def _(grad_ap, grad_an, x, idx_p, idx_n, d_ap, d_an):
+        check_devices(
+            "_batch_hard_mine_backward", ("x", x), ("grad_ap", grad_ap), ("grad_an", grad_an), ("idx_p", idx_p),
+            ("idx_n", idx_n), ("d_ap", d_ap), ("d_an", d_an),
+        )
         return x.new_empty(x.shape)
 
     def pairwise_setup(ctx, inputs, output):

@@ -266,11 +266,6 @@ at::Tensor batch_hard_mine_backward_cpu(const at::Tensor& grad_ap, const at::Ten
   const at::Tensor idx_n = idx_n_in.contiguous();
   const int64_t* ip = idx_p.const_data_ptr<int64_t>();
   const int64_t* in = idx_n.const_data_ptr<int64_t>();
-  for (int64_t i = 0; i < N; ++i) {
-    TORCH_CHECK(ip[i] >= 0 && ip[i] < N, op, ": idx_p[", i, "] = ", ip[i], " is not a row of x (N = ", N, ")");
-    TORCH_CHECK(in[i] >= -1 && in[i] < N, op, ": idx_n[", i, "] = ", in[i], " is not a row of x or -1 (N = ", N,
-                ")");
-  }
   const at::Tensor ga = grad_ap.contiguous(), gn = grad_an.contiguous();
   const at::Tensor da = d_ap.contiguous(), dn = d_an.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::_batch_hard_mine_backward", [&] {
