@@ -1,5 +1,8 @@
 """Print speed-ups against the reference variant from a pytest-benchmark JSON file.
 
+Interleaved groups (bench_drop.py, bench_mining.py) carry every variant's median in extra_info;
+the other benchmarks have one variant per entry.
+
     pytest benchmarks/ --benchmark-json=results.json && python benchmarks/summarize.py results.json
 """
 
@@ -19,8 +22,11 @@ def main() -> None:
         data = json.load(f)
     groups = collections.defaultdict(dict)
     for bench in data["benchmarks"]:
-        variant = bench["extra_info"].get("variant", bench["name"])
-        groups[bench["group"]][variant] = bench["stats"]["median"]
+        info = bench["extra_info"]
+        if "medians_s" in info:  # a group timed interleaved (bench_utils.record_group): every variant
+            groups[bench["group"]].update(info["medians_s"])
+        else:  # one variant per benchmark
+            groups[bench["group"]][info.get("variant", bench["name"])] = bench["stats"]["median"]
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}; "
           f"python {data['machine_info'].get('python_version')}")
     for group, medians in sorted(groups.items()):
