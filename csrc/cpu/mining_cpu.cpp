@@ -135,24 +135,34 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
     const int64_t rows = std::min(block, N - r0);
     const at::Tensor dots = at::mm(xa.narrow(0, r0, rows), xa_t).contiguous();
     const acc_t* dp = dots.const_data_ptr<acc_t>();
-    at::parallel_for(0, rows, row_grain(N * 8), [&](int64_t begin, int64_t end) {
+    // Per row: two branch-free sweeps over the GEMM row, plus the direct form for the few
+    // contenders (usually the two winners); rows are shared between threads even at N = 128.
+    at::parallel_for(0, rows, row_grain(N * 16 + 4 * D), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const int64_t i = r0 + r;
         const acc_t* row = dp + r * N;
         const int64_t li = labels[i];
-        auto approx = [&](int64_t j) { return norms[i] + norms[j] - 2 * row[j]; };
-        auto bound = [&](int64_t j) { return gemm_form_error_bound(norms[i], norms[j], D, u, tiny); };
-        // Pass 1: the winners under the GEMM form.
-        MiningBest<acc_t> rough;
-        rough.reset();
+        const acc_t norm_i = norms[i];
+        auto approx = [&](int64_t j) { return norm_i + norms[j] - 2 * row[j]; };
+        auto bound = [&](int64_t j) { return gemm_form_error_bound(norm_i, norms[j], D, u, tiny); };
+        // Pass 1, no winner needed: the true largest positive distance is at least s_j - e_j for
+        // every positive j, the true smallest negative one at most s_j + e_j for every negative j
+        // (e_j bounds the GEMM form's error). Branch-free selects, so the loop runs at the speed
+        // of its arithmetic whatever the data; NaN never wins a compare here (see pass 2).
+        acc_t pos_floor = -inf;
+        acc_t neg_ceiling = inf;
         for (int64_t j = 0; j < N; ++j) {
-          if (j != i) rough.offer(approx(j), j, labels[j] == li);
+          const acc_t s = approx(j);
+          const acc_t e = bound(j);
+          const bool same = labels[j] == li;
+          const acc_t lo = (same && j != i) ? s - e : -inf;
+          const acc_t hi = same ? inf : s + e;
+          pos_floor = lo > pos_floor ? lo : pos_floor;
+          neg_ceiling = hi < neg_ceiling ? hi : neg_ceiling;
         }
-        // Pass 2: every candidate whose true distance could reach the rough winner's is measured
-        // in the direct form; the exact winner is among them. (Comparisons are negated so NaN
+        // Pass 2: every candidate whose true distance could reach those bounds is measured in
+        // the direct form; the exact winner is among them. (Comparisons are negated so NaN
         // candidates are measured too.)
-        const acc_t pos_floor = has_pair(rough.pos_index) ? rough.pos_value - bound(rough.pos_index) : inf;
-        const acc_t neg_ceiling = has_pair(rough.neg_index) ? rough.neg_value + bound(rough.neg_index) : -inf;
         MiningBest<acc_t> exact;
         exact.reset();
         for (int64_t j = 0; j < N; ++j) {
