@@ -2,6 +2,11 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include "vec_prelude.h"
 
+// Passing 32-byte vectors between functions of this unit is internal to it; GCC's note that their
+// ABI changed in GCC 4.6 says nothing here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
