@@ -72,13 +72,16 @@ template <typename scalar_t>
 void pairwise_cpu_impl(const at::Tensor& x, const at::Tensor& y, at::Tensor& out, bool squared) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t N = x.size(0), M = y.size(0), D = x.size(1);
-  const scalar_t* xp = x.const_data_ptr<scalar_t>();
-  const scalar_t* yp = y.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
   const at::Tensor xa = x.to(acc_type_of(x.scalar_type()));
-  const at::Tensor ya_t = y.to(acc_type_of(y.scalar_type())).t();
-  const std::vector<acc_t> nx = squared_norms<scalar_t, acc_t>(xp, N, D);
-  const std::vector<acc_t> ny = squared_norms<scalar_t, acc_t>(yp, M, D);
+  const at::Tensor ya = y.to(acc_type_of(y.scalar_type()));
+  const at::Tensor ya_t = ya.t();
+  // The direct form reads the accumulation-type copies the GEMM needs anyway: converting fp16/bf16
+  // to float is exact, so the sums are the same bits, without a conversion per element per pair.
+  const acc_t* xp = xa.const_data_ptr<acc_t>();
+  const acc_t* yp = ya.const_data_ptr<acc_t>();
+  const std::vector<acc_t> nx = squared_norms<acc_t, acc_t>(xp, N, D);
+  const std::vector<acc_t> ny = squared_norms<acc_t, acc_t>(yp, M, D);
   const acc_t keep_ratio = static_cast<acc_t>(kPairwiseKeepRatio);
   const int64_t block = gemm_block_rows(N, M);
   for (int64_t r0 = 0; r0 < N; r0 += block) {
@@ -92,7 +95,7 @@ void pairwise_cpu_impl(const at::Tensor& x, const at::Tensor& y, at::Tensor& out
           const acc_t scale = nx[i] + ny[j];
           acc_t s = scale - 2 * dp[r * M + j];
           // Also catches NaN (and inf - inf) so those come from the direct form too.
-          if (!(s > keep_ratio * scale)) s = squared_distance_direct<scalar_t, acc_t>(xp + i * D, yp + j * D, D);
+          if (!(s > keep_ratio * scale)) s = squared_distance_direct<acc_t, acc_t>(xp + i * D, yp + j * D, D);
           op[i * M + j] = static_cast<scalar_t>(squared ? s : std::sqrt(s));
         }
       }
@@ -123,10 +126,11 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
                    int64_t* idx_n) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t N = x.size(0), D = x.size(1);
-  const scalar_t* xp = x.const_data_ptr<scalar_t>();
   const at::Tensor xa = x.to(acc_type_of(x.scalar_type()));
   const at::Tensor xa_t = xa.t();
-  const std::vector<acc_t> norms = squared_norms<scalar_t, acc_t>(xp, N, D);
+  // The direct form reads the accumulation-type copy (exact for fp16/bf16; see pairwise_cpu_impl).
+  const acc_t* xp = xa.const_data_ptr<acc_t>();
+  const std::vector<acc_t> norms = squared_norms<acc_t, acc_t>(xp, N, D);
   const acc_t u = gemm_unit_roundoff<acc_t>();
   const acc_t tiny = std::numeric_limits<acc_t>::min();
   const acc_t inf = std::numeric_limits<acc_t>::infinity();
@@ -171,7 +175,7 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
           const acc_t s = approx(j);
           const acc_t e = bound(j);
           const bool contender = same ? !(s + e < pos_floor) : !(s - e > neg_ceiling);
-          if (contender) exact.offer(squared_distance_direct<scalar_t, acc_t>(xp + i * D, xp + j * D, D), j, same);
+          if (contender) exact.offer(squared_distance_direct<acc_t, acc_t>(xp + i * D, xp + j * D, D), j, same);
         }
         if (has_pair(exact.pos_index)) {
           d_ap[i] = static_cast<scalar_t>(std::sqrt(exact.pos_value));
