@@ -52,7 +52,9 @@ def register_drop_ops(ns: str) -> None:
 
     @torch.library.register_fake(f"{ns}::_drop_pool_backward")
     def _(grad_out, argmax, rect, mode, input_size, channels_last):
-        check_devices("_drop_pool_backward", ("grad_out", grad_out), ("argmax", argmax), ("rect", rect), cpu_ok=("rect",))
+        # As in the C++ check: "avg" ignores its (empty) argmax.
+        indices = (("argmax", argmax),) if mode == "max" else ()
+        check_devices("_drop_pool_backward", ("grad_out", grad_out), *indices, ("rect", rect), cpu_ok=("rect",))
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         return _empty_map(grad_out, input_size, fmt)
 
