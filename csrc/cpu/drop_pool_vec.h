@@ -7,9 +7,10 @@
 // `#pragma GCC target` and the matching CPU_CAPABILITY macros before it includes at::vec, then
 // compiles drop_pool_vec_kernels.h; no setup.py flag is involved. The choice at run time follows
 // ATen's: DEFAULT or AVX2 as ATen reports, and on an AVX-512 machine the AVX2 kernel, which is
-// what ATen's REGISTER_DISPATCH does for every kernel not also registered for AVX512 (an AVX-512
-// build of this kernel measured slower on the 2-core AMD EPYC: 512-bit mask compares cost extra
-// instructions through at::vec and the loop is bound by loads, not width).
+// what ATen's REGISTER_DISPATCH does for every kernel not also registered for AVX512. (An AVX-512
+// build of an earlier version of this kernel took 1.3-1.5x the AVX2 build's CPU time on the 2-core
+// AMD EPYC: at::vec's 512-bit compares return vector masks that its blendv turns back into k-masks,
+// extra instructions in a loop that is bound by loads, not by width.)
 #pragma once
 
 #include <c10/core/ScalarType.h>
