@@ -8,7 +8,8 @@ interleaved (bench_utils.interleaved_medians):
 - compiled: torch.compile (inductor) of the reference form, the rectangle as Python ints.
 
 Upstream gradients for fwd+bwd: "dense" (a random tensor of the output's shape, as a loss over the
-output gives) or "stride0" (``y.sum().backward()``: autograd passes an expanded, stride-0 tensor).
+output gives) or "stride0" (the expanded, stride-0 tensor that ``y.sum().backward()`` passes, given
+directly so that both steps time the same forward).
 ``extra_info`` holds every variant's median and its ratio to fused; `python benchmarks/summarize.py
 results.json` prints them. `python benchmarks/compare_cpu.py` prints the issue-14 table in one go.
 """
@@ -62,12 +63,11 @@ def make_step(fn, x: torch.Tensor, rect, backward: bool, grad_kind: str = "dense
         nonlocal grad
         x.grad = None
         y = fn(x, rect)
-        if grad_kind == "stride0":
-            y.sum().backward()
-        else:
-            if grad is None:
-                grad = torch.randn_like(y)
-            y.backward(grad)
+        if grad is None:
+            # "stride0" is the gradient y.sum().backward() hands over (a 0-d one expanded to y's
+            # shape), passed directly so the step does not also time the sum's forward.
+            grad = torch.ones((), dtype=y.dtype, device=y.device).expand(y.shape) if grad_kind == "stride0" else torch.randn_like(y)
+        y.backward(grad)
         return x.grad
 
     return step

@@ -5,8 +5,8 @@ at the paper shapes, every pass, medians of interleaved rounds.
     python benchmarks/compare_cpu.py --rounds 3 --small   # a quick look at small shapes
 
 Rows: drop + max pool, drop (128x2048x24x8), mining + soft-margin loss (N=128, D=1536); fwd and fwd+bwd
-(dense upstream gradient), plus fwd+bwd with the stride-0 gradient of ``y.sum().backward()`` for the
-drop ops. Columns: the fused op, the eager reference code, torch.compile (inductor) of the reference,
+(dense upstream gradient), plus fwd+bwd with the stride-0 gradient that ``y.sum().backward()`` passes
+(given directly, so both rows time the same forward) for the drop ops. Columns: the fused op, the eager reference code, torch.compile (inductor) of the reference,
 compiled / fused (>= 1.0: fused is at least as fast as compiled) and, for the stride-0 rows, the
 fused time against the dense row's (the stride-0 case must be no slower). Prints a Markdown table
 with the machine, torch version, threads and CPU capability beside it.
