@@ -1,37 +1,34 @@
-"""Batch DropBlock ops: fused kernels against the eager forms they replace.
+"""Batch DropBlock ops: fused kernels against the eager forms they replace and their compiled form.
 
-Variants:
+Variants of each group (one op, pass, upstream-gradient kind, shape, dtype, device), timed
+interleaved (bench_utils.interleaved_medians):
 - fused: bdb_ext.ops (one kernel forward, one backward);
 - reference: the published reference code (full-size ones mask, multiply, AdaptiveMaxPool2d);
 - broadcast: the same with a (1, 1, H, W) mask broadcast over N and C;
-- compiled: torch.compile (inductor) of the reference form.
+- compiled: torch.compile (inductor) of the reference form, the rectangle as Python ints.
 
-Each benchmark group holds the four variants of one (op, pass, shape, dtype, device); the
-``extra_info`` records everything needed to write a ratio down. `python benchmarks/summarize.py
-results.json` prints the ratios against the reference.
+Upstream gradients for fwd+bwd: "dense" (a random tensor of the output's shape, as a loss over the
+output gives) or "stride0" (the expanded, stride-0 tensor that ``y.sum().backward()`` passes, given
+directly so that both steps time the same forward).
+``extra_info`` holds every variant's median and its ratio to fused; `python benchmarks/summarize.py
+results.json` prints them. `python benchmarks/compare_cpu.py` prints the issue-14 table in one go.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 
 import bdb_ext
 from bdb_ext import reference
-from bench_utils import benchmark_devices, full_size_enabled, synchronized
+from bench_utils import benchmark_devices, dtype_name, full_size_enabled, record_group, synchronized
 
 PAPER_SHAPE = (128, 2048, 24, 8)  # batch 128, ResNet-50 layer4 at 384x128 input
 SMALL_SHAPE = (32, 256, 24, 8)
 RECT = [8, 0, 8, 8]  # h_ratio 0.33 of 24 rows, whole width
-
-
-def _cases():
-    for device in benchmark_devices():
-        dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if device == "cuda" else [])
-        shapes = [SMALL_SHAPE] + ([PAPER_SHAPE] if full_size_enabled(device) else [])
-        for shape in shapes:
-            for dtype in dtypes:
-                yield pytest.param(device, shape, dtype, id=f"{device}-{'x'.join(map(str, shape))}-{str(dtype)[6:]}")
+ROUNDS = 7
 
 
 def _drop_fused(x, rect):
@@ -56,7 +53,8 @@ VARIANTS = {
 }
 
 
-def _make_step(fn, x, rect, backward: bool):
+def make_step(fn, x: torch.Tensor, rect, backward: bool, grad_kind: str = "dense") -> Callable[[], object]:
+    """One timed step: the forward, or forward and backward with the given upstream gradient."""
     if not backward:
         return lambda: fn(x, rect)
     grad = None
@@ -66,32 +64,46 @@ def _make_step(fn, x, rect, backward: bool):
         x.grad = None
         y = fn(x, rect)
         if grad is None:
-            grad = torch.randn_like(y)
+            # "stride0" is the gradient y.sum().backward() hands over (a 0-d one expanded to y's
+            # shape), passed directly so the step does not also time the sum's forward.
+            grad = torch.ones((), dtype=y.dtype, device=y.device).expand(y.shape) if grad_kind == "stride0" else torch.randn_like(y)
         y.backward(grad)
         return x.grad
 
     return step
 
 
-@pytest.mark.parametrize("device, shape, dtype", _cases())
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+def drop_steps(op: str, backward: bool, grad_kind: str, shape, dtype: torch.dtype, device: str,
+               variants=("fused", "reference", "broadcast", "compiled")) -> dict[str, Callable[[], object]]:
+    """The steps of one benchmark group, each on its own input (so no variant warms another's cache)."""
+    steps = {}
+    for variant in variants:
+        x = torch.randn(shape, device=device, dtype=dtype, requires_grad=backward)
+        if variant == "compiled":
+            fn, rect = torch.compile(VARIANTS[op]["reference"]), RECT
+        else:
+            fn = VARIANTS[op][variant]
+            rect = torch.tensor(RECT, device=device) if variant == "fused" else RECT
+        steps[variant] = synchronized(make_step(fn, x, rect, backward, grad_kind), device)
+    return steps
+
+
+def _cases():
+    for device in benchmark_devices():
+        shapes = [SMALL_SHAPE] + ([PAPER_SHAPE] if full_size_enabled(device) else [])
+        for shape in shapes:
+            for dtype in (torch.float32, torch.bfloat16):
+                for backward, grad_kind in ((False, "dense"), (True, "dense"), (True, "stride0")):
+                    pass_id = f"fwd+bwd-{grad_kind}" if backward else "fwd"
+                    yield pytest.param(device, shape, dtype, backward, grad_kind,
+                                       id=f"{device}-{'x'.join(map(str, shape))}-{dtype_name(dtype)}-{pass_id}")
+
+
+@pytest.mark.parametrize("device, shape, dtype, backward, grad_kind", list(_cases()))
 @pytest.mark.parametrize("op", list(VARIANTS))
-@pytest.mark.parametrize("variant", ["fused", "reference", "broadcast", "compiled"])
-def test_drop_ops(benchmark, op, variant, backward, device, shape, dtype):
-    x = torch.randn(shape, device=device, dtype=dtype, requires_grad=backward)
-    if variant == "compiled":
-        # The reference form with its rectangle as Python ints, as the reference code has it.
-        fn = torch.compile(VARIANTS[op]["reference"])
-        rect = RECT
-    else:
-        fn = VARIANTS[op][variant]
-        rect = torch.tensor(RECT, device=device) if variant == "fused" else RECT
-    step = synchronized(_make_step(fn, x, rect, backward), device)
-    step()  # warm-up (and compilation) outside the timing
-    benchmark.group = f"{op} {'fwd+bwd' if backward else 'fwd'} {'x'.join(map(str, shape))} {str(dtype)[6:]} {device}"
-    benchmark.extra_info.update(
-        op=op, variant=variant, backward=backward, shape=list(shape), dtype=str(dtype), device=device,
-        torch=torch.__version__, threads=torch.get_num_threads(),
-        gpu=torch.cuda.get_device_name() if device == "cuda" else None,
-    )
-    benchmark(step)
+def test_drop_ops(benchmark, op, device, shape, dtype, backward, grad_kind):
+    steps = drop_steps(op, backward, grad_kind, shape, dtype, device)
+    pass_name = f"fwd+bwd ({grad_kind} grad)" if backward else "fwd"
+    benchmark.group = f"{op} {pass_name} {'x'.join(map(str, shape))} {dtype_name(dtype)} {device}"
+    record_group(benchmark, steps, ROUNDS, op=op, backward=backward, grad=grad_kind, shape=list(shape),
+                 dtype=dtype_name(dtype), device=device)

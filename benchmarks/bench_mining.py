@@ -9,6 +9,9 @@ Variants (the same loss value on P x K batches):
   (skipped when it is not installed);
 - compiled: torch.compile (inductor) of the reference form.
 
+The variants of a group are timed interleaved (bench_utils.interleaved_medians); ``extra_info``
+holds every variant's median and its ratio to fused.
+
 Sizes: N = 128, D = 1536 (the BDB feature, the kernels.md target) always; N in {128, 512, 2048} x
 D in {1536, 2048} on CUDA and with BDB_BENCH_FULL=1 on the CPU. Batches are P x K with K = 4.
 Each case records the peak memory its step allocates (``extra_info["peak_bytes"]``: CUDA allocator
@@ -23,9 +26,11 @@ import torch
 
 import bdb_ext
 from bdb_ext import reference
-from bench_utils import benchmark_devices, full_size_enabled, synchronized
+from bench_utils import benchmark_devices, dtype_name, full_size_enabled, record_group, synchronized
 
 K = 4
+ROUNDS = 15
+VARIANT_NAMES = ("fused", "reference", "mask", "pml", "compiled")
 DEFAULT_SHAPES = [(128, 1536)]
 FULL_SHAPES = [(n, d) for n in (128, 512, 2048) for d in (1536, 2048)]
 
@@ -34,7 +39,16 @@ def _cases():
     for device in benchmark_devices():
         shapes = FULL_SHAPES if full_size_enabled(device) else DEFAULT_SHAPES
         for n, d in shapes:
-            yield pytest.param(device, n, d, id=f"{device}-N{n}-D{d}")
+            for dtype in (torch.float32, torch.bfloat16):
+                yield pytest.param(device, n, d, dtype, id=f"{device}-N{n}-D{d}-{dtype_name(dtype)}")
+
+
+def _have_pml() -> bool:
+    try:
+        import pytorch_metric_learning  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pml_loss():
@@ -59,7 +73,7 @@ def _variant(name: str):
     if name == "mask":
         return reference.triplet_loss_mask_form
     if name == "pml":
-        return _pml_loss()
+        return _pml_loss()  # skips the test when the package is missing: callers check _have_pml()
     if name == "compiled":
         return torch.compile(reference.triplet_loss_reference_code)
     raise ValueError(name)
@@ -103,20 +117,30 @@ def peak_bytes(step, device: str) -> int:
     return peak
 
 
-@pytest.mark.parametrize("device, n, d", list(_cases()))
-@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
-@pytest.mark.parametrize("variant", ["fused", "reference", "mask", "pml", "compiled"])
-def test_mining_loss(benchmark, variant, backward, device, n, d):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(n, d, generator=g).to(device).requires_grad_(backward)
+def mining_inputs(n: int, d: int, dtype: torch.dtype, device: str, backward: bool, seed: int = 0):
+    """(x, labels): a P x K batch (K = 4) of n embeddings in random order."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g).to(device=device, dtype=dtype).requires_grad_(backward)
     labels = torch.arange(n // K).repeat_interleave(K)[torch.randperm(n, generator=g)].to(device)
-    step = synchronized(_make_step(_variant(variant), x, labels, backward), device)
-    step()  # warm-up (and compilation) outside the timing
-    benchmark.group = f"mining+soft-margin loss {'fwd+bwd' if backward else 'fwd'} N{n} D{d} float32 {device}"
-    benchmark.extra_info.update(
-        op="batch_hard_triplet_loss", variant=variant, backward=backward, shape=[n, d], dtype="torch.float32",
-        device=device, torch=torch.__version__, threads=torch.get_num_threads(),
-        gpu=torch.cuda.get_device_name() if device == "cuda" else None,
-        peak_bytes=peak_bytes(step, device),
-    )
-    benchmark(step)
+    return x, labels
+
+
+def mining_steps(n: int, d: int, dtype: torch.dtype, device: str, backward: bool, variants=VARIANT_NAMES):
+    """The steps of one benchmark group, each on its own copy of the same batch."""
+    steps = {}
+    for variant in variants:
+        if variant == "pml" and not _have_pml():
+            continue
+        x, labels = mining_inputs(n, d, dtype, device, backward)
+        steps[variant] = synchronized(_make_step(_variant(variant), x, labels, backward), device)
+    return steps
+
+
+@pytest.mark.parametrize("device, n, d, dtype", list(_cases()))
+@pytest.mark.parametrize("backward", [False, True], ids=["fwd", "fwd+bwd"])
+def test_mining_loss(benchmark, backward, device, n, d, dtype):
+    steps = mining_steps(n, d, dtype, device, backward)
+    benchmark.group = f"mining+soft-margin loss {'fwd+bwd' if backward else 'fwd'} N{n} D{d} {dtype_name(dtype)} {device}"
+    peaks = {} if benchmark.disabled else {name: peak_bytes(step, device) for name, step in steps.items()}
+    record_group(benchmark, steps, ROUNDS, op="batch_hard_triplet_loss", backward=backward, shape=[n, d],
+                 dtype=dtype_name(dtype), device=device, peak_bytes=peaks)

@@ -2,7 +2,9 @@
 
 Two inputs:
 
-- a pytest-benchmark JSON file: prints every variant's median and its ratio against the reference
+- a pytest-benchmark JSON file: prints every variant's median and its ratio against the reference.
+  Interleaved groups (bench_drop.py, bench_mining.py) carry every variant's median in extra_info; the other
+  benchmarks have one variant per entry.
       pytest benchmarks/ --benchmark-json=results.json && python benchmarks/summarize.py results.json
 - the OUTDIR of a GPU check (scripts/gpu_check.sh): prints the GPU tables, and with --write-readme
   puts them into the GPU section of benchmarks/README.md (between the gpu-table markers). GPU numbers
@@ -34,8 +36,11 @@ def pytest_benchmark_summary(json_file: str, baseline: str) -> None:
         data = json.load(f)
     groups: dict[str, dict[str, float]] = collections.defaultdict(dict)
     for bench in data["benchmarks"]:
-        variant = bench["extra_info"].get("variant", bench["name"])
-        groups[bench["group"]][variant] = bench["stats"]["median"]
+        info = bench["extra_info"]
+        if "medians_s" in info:  # a group timed interleaved (bench_utils.record_group): every variant
+            groups[bench["group"]].update(info["medians_s"])
+        else:  # one variant per benchmark
+            groups[bench["group"]][info.get("variant", bench["name"])] = bench["stats"]["median"]
     print(f"machine: {data['machine_info'].get('cpu', {}).get('brand_raw', '?')}; "
           f"python {data['machine_info'].get('python_version')}")
     for group, medians in sorted(groups.items()):

@@ -116,3 +116,105 @@ def test_layer_argument_validation(cls):
 def test_pool_layer_mode_validation():
     with pytest.raises(ValueError, match="mode must be one of"):
         bdb_ext.BatchDropPool(mode="sum")
+
+
+@pytest.mark.parametrize(
+    "rect",
+    [[2**62, 0, 2**62, 4], [1, 0, 2**63 - 1, 4], [0, 2**62, 6, 2**62], [0, 1, 6, 2**63 - 1], [2**63 - 1, 0, 1, 1]],
+)
+def test_rect_bounds_check_does_not_overflow(backend, rect):
+    """top + height used to wrap around to a negative number and pass the check."""
+    x = torch.ones(2, 3, 6, 4, device=backend.device)
+    with pytest.raises(RuntimeError, match="must lie inside the 6x4 feature map"):
+        backend.ops.batch_drop_block(x, rect)
+    with pytest.raises(RuntimeError, match="must lie inside the 6x4 feature map"):
+        backend.ops.drop_pool(x, rect, "max")
+    with pytest.raises(RuntimeError, match="must lie inside the 6x4 feature map"):
+        backend.ops._ops._batch_drop_block_backward(x, torch.tensor(rect))
+
+
+def _meta_cases(x: torch.Tensor, rect: torch.Tensor):
+    """(call, argument name) for every drop op with one argument moved to the meta device."""
+    meta_rect = rect.to("meta")
+    g = torch.ones(x.shape[:2])
+    argmax = torch.zeros(x.shape[:2], dtype=torch.int64)
+    size = list(x.shape)
+    return [
+        (lambda ops: ops.batch_drop_block(x, meta_rect), "rect"),
+        (lambda ops: ops.drop_pool(x, meta_rect, "max"), "rect"),
+        (lambda ops: ops._ops._batch_drop_block_backward(x, meta_rect), "rect"),
+        (lambda ops: ops._ops._drop_pool_backward(g, argmax.to("meta"), rect, "max", size, False), "argmax"),
+        (lambda ops: ops._ops._drop_pool_backward(g, argmax, meta_rect, "avg", size, False), "rect"),
+    ]
+
+
+def test_meta_argument_among_real_ones_is_refused(backend):
+    """A meta argument sends the call to the fake kernel, which used to return uninitialised memory
+    on x's device as if it were the result."""
+    x = torch.ones(2, 3, 6, 4, device=backend.device)
+    rect = torch.tensor([1, 0, 2, 4])
+    for call, name in _meta_cases(x, rect):
+        with pytest.raises(RuntimeError, match=f"{name} must be on .*'s device \\({backend.device.type}.*\\), got meta"):
+            call(backend.ops)
+
+
+def test_all_meta_arguments_still_infer_shapes(backend):
+    x = torch.empty(2, 3, 6, 4, device="meta")
+    rect = torch.tensor([1, 0, 2, 4], device="meta")
+    assert backend.ops.batch_drop_block(x, rect).device.type == "meta"
+    out, argmax = backend.ops.drop_pool(x, rect, "max")
+    assert out.shape == (2, 3) and argmax.device.type == "meta"
+    # A CPU rect is allowed with x on any device, meta included.
+    assert backend.ops.drop_pool(x, [1, 0, 2, 4], "avg")[0].device.type == "meta"
+
+
+def _pool_backward(backend, grad_out, argmax, mode="max", size=(2, 3, 6, 4), rect=(1, 0, 2, 4)):
+    return backend.ops._ops._drop_pool_backward(grad_out, argmax, torch.tensor(rect), mode, list(size), False)
+
+
+@pytest.mark.parametrize("bad", [10**9, 24, -2, -(10**9)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pool_backward_refuses_argmax_out_of_range(backend, bad, channels_last):
+    """An argmax of 1e9 used to segfault, one past the end (H*W = 24) to write out of bounds."""
+    g = torch.ones(2, 3, device=backend.device)
+    argmax = torch.zeros(2, 3, dtype=torch.int64, device=backend.device)
+    argmax[1, 2] = bad
+    with pytest.raises(RuntimeError, match=rf"argmax must hold indices in \[-1, 24\), got {bad} at flat position 5"):
+        backend.ops._ops._drop_pool_backward(g, argmax, torch.tensor([1, 0, 2, 4]), "max", [2, 3, 6, 4], channels_last)
+
+
+def test_pool_backward_accepts_every_valid_argmax(backend):
+    g = torch.ones(2, 3, device=backend.device)
+    argmax = torch.tensor([[-1, 0, 23], [5, -1, 22]], device=backend.device)
+    dx = _pool_backward(backend, g, argmax)
+    assert dx.sum().item() == 4 and dx.flatten(2)[0, 2, 23].item() == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64])
+def test_pool_backward_refuses_a_non_float_grad(backend, dtype):
+    g = torch.ones(2, 3, device=backend.device).to(dtype)
+    argmax = torch.zeros(2, 3, dtype=torch.int64, device=backend.device)
+    with pytest.raises(RuntimeError, match="grad_out must be float32, float64, float16 or bfloat16"):
+        _pool_backward(backend, g, argmax)
+    with pytest.raises(RuntimeError, match="grad_out must be float32, float64, float16 or bfloat16"):
+        _pool_backward(backend, g, torch.empty(0, 0, dtype=torch.int64), mode="avg")
+
+
+def test_pool_backward_refuses_bad_argmax_and_sizes(backend):
+    g = torch.ones(2, 3, device=backend.device)
+    with pytest.raises(RuntimeError, match="argmax must be int64 with the shape of grad_out"):
+        _pool_backward(backend, g, torch.zeros(2, 3, dtype=torch.int32, device=backend.device))
+    with pytest.raises(RuntimeError, match="argmax must be int64 with the shape of grad_out"):
+        _pool_backward(backend, g, torch.zeros(3, 2, dtype=torch.int64, device=backend.device))
+    with pytest.raises(RuntimeError, match=r"grad_out must have shape \(N, C\) = \(2, 4\)"):
+        _pool_backward(backend, g, torch.zeros(2, 3, dtype=torch.int64, device=backend.device), size=(2, 4, 6, 4))
+    with pytest.raises(RuntimeError, match="input_size must be >= 0"):
+        _pool_backward(backend, g, torch.zeros(2, 3, dtype=torch.int64, device=backend.device), size=(2, 3, -6, 4))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pool_backward_refuses_argmax_on_another_device():
+    """A CPU argmax with a CUDA gradient used to be an illegal memory access."""
+    g = torch.ones(2, 3, device="cuda")
+    with pytest.raises(RuntimeError, match=r"argmax must be on grad_out's device \(cuda:0\), got cpu"):
+        torch.ops.bdb_ext._drop_pool_backward(g, torch.zeros(2, 3, dtype=torch.int64), torch.tensor([1, 0, 2, 4]), "max", [2, 3, 6, 4], False)

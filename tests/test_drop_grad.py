@@ -87,3 +87,73 @@ def test_cuda_matches_cpu(dtype):
         tol = dict(rtol=0, atol=0) if mode == "max" else AVG_TOLERANCE[dtype]
         torch.testing.assert_close(cuda_out.cpu(), cpu_out, **tol)
         assert torch.equal(cuda_arg.cpu(), cpu_arg)
+
+
+# Losses whose backward hands the op a non-dense gradient: sum() and mean() give an expanded
+# (all-stride-0) one, a reduction over H and W gives one value per plane (stride 0 in H and W),
+# slicing gives a dense one with zeros, a transposed product a permuted one.
+MAP_LOSSES = {
+    "sum": lambda y: y.sum(),
+    "mean": lambda y: y.mean(),
+    "plane_sum": lambda y: (y.sum(dim=(2, 3)) * torch.arange(y.shape[1], dtype=y.dtype, device=y.device)).sum(),
+    "slice": lambda y: y[:, 1:, ::2, 1:].sum(),
+    "transposed": lambda y: (y.transpose(2, 3) * torch.ones(y.shape[3], y.shape[2], dtype=y.dtype, device=y.device)).sum(),
+}
+POOL_LOSSES = {
+    "sum": lambda o: o.sum(),
+    "mean": lambda o: o.mean(),
+    "slice": lambda o: o[:, ::2].sum(),
+    "column_weights": lambda o: (o * torch.arange(o.shape[1], dtype=o.dtype, device=o.device)).sum(),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("loss", list(MAP_LOSSES))
+def test_drop_block_backward_of_strided_gradients(backend, dtype, layout, loss):
+    x = feature_map((3, 6, 7, 5), dtype, backend.device, layout, seed=6)
+    for rect in ([2, 1, 3, 2], [0, 0, 7, 5], [0, 0, 0, 0]):
+        xa = x.detach().requires_grad_()
+        MAP_LOSSES[loss](backend.ops.batch_drop_block(xa, rect)).backward()
+        xr = x.detach().requires_grad_()
+        MAP_LOSSES[loss](reference.batch_drop_block(xr, rect)).backward()
+        torch.testing.assert_close(xa.grad, xr.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("loss", list(POOL_LOSSES))
+def test_drop_pool_backward_of_strided_gradients(backend, dtype, layout, loss):
+    x = feature_map((3, 6, 7, 5), dtype, backend.device, layout, seed=7)
+    for mode in ("max", "avg"):
+        for rect in ([2, 1, 3, 2], [0, 0, 0, 0]):
+            xa = x.detach().requires_grad_()
+            POOL_LOSSES[loss](backend.ops.drop_pool(xa, rect, mode)[0]).backward()
+            xr = x.detach().requires_grad_()
+            POOL_LOSSES[loss](reference.drop_pool(xr, rect, mode)).backward()
+            tol = dict(rtol=0, atol=0) if mode == "max" else AVG_TOLERANCE[dtype]
+            torch.testing.assert_close(xa.grad, xr.grad, **tol)
+
+
+def _copies_in(fn) -> list[str]:
+    """The ATen ops that copy or materialise a tensor while fn runs."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return [e.name for e in prof.events() if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")]
+
+
+def test_cpu_backward_reads_expanded_gradients_in_place():
+    """An expanded gradient is read through its strides, never materialised (a copy the size of the
+    map would make the stride-0 case slower than the dense one)."""
+    rect = torch.tensor([2, 0, 3, 5])
+    for grad_y in (torch.tensor(2.0).expand(4, 8, 7, 5), torch.randn(4, 8, 1, 1).expand(4, 8, 7, 5)):
+        dense = torch.ops.bdb_ext._batch_drop_block_backward(grad_y.contiguous(), rect)
+        assert _copies_in(lambda: torch.ops.bdb_ext._batch_drop_block_backward(grad_y, rect)) == []
+        torch.testing.assert_close(torch.ops.bdb_ext._batch_drop_block_backward(grad_y, rect), dense, rtol=0, atol=0)
+    x = torch.randn(4, 8, 7, 5)
+    for mode in ("max", "avg"):
+        _, argmax = torch.ops.bdb_ext.drop_pool(x, rect, mode)
+        grad_out = torch.tensor(3.0).expand(4, 8)
+        call = lambda g: torch.ops.bdb_ext._drop_pool_backward(g, argmax, rect, mode, [4, 8, 7, 5], False)  # noqa: E731
+        assert _copies_in(lambda: call(grad_out)) == []
+        torch.testing.assert_close(call(grad_out), call(grad_out.contiguous()), rtol=0, atol=0)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -132,3 +137,117 @@ class TestMaxSemantics:
     def test_all_minus_inf_kept_without_drop(self, backend):
         inf = float("inf")
         assert self.pool(backend, [[-inf, -inf]], [0, 0, 0, 0]) == (-inf, 0)
+
+
+def expected_max_pool(x: torch.Tensor, rect: list[int]) -> tuple[list[float], list[int]]:
+    """drop_pool "max" by its rules, one plane at a time in Python: the first kept row-major position
+    attaining the max (strict >), the first NaN over anything, dropped zeros winning only over
+    all-negative kept values (argmax -1)."""
+    n, c, h, w = x.shape
+    top, left, rh, rw = rect
+    keep = torch.ones(h, w, dtype=torch.bool)
+    keep[top : top + rh, left : left + rw] = False
+    kept = keep.flatten().nonzero().flatten().tolist()
+    any_dropped = rh > 0 and rw > 0
+    flat = x.double().flatten(2)
+    values, indices = [], []
+    for i in range(n):
+        for j in range(c):
+            best, at = float("-inf"), -1
+            for q, v in zip(kept, flat[i, j, kept].tolist()):
+                if at < 0 or (math.isnan(v) and not math.isnan(best)) or (not math.isnan(best) and v > best):
+                    best, at = v, q
+            if any_dropped and (at < 0 or (not math.isnan(best) and best < 0)):
+                best, at = 0.0, -1
+            values.append(best)
+            indices.append(at)
+    return values, indices
+
+
+def planted_maps(shape, dtype) -> torch.Tensor:
+    """A map whose channels each plant one case of the max rules where the vectorised CPU kernels
+    split their work: ties across vector lanes and accumulators, NaN (one, two, after an inf),
+    +inf with -inf (the NaN probe's false alarm), all -inf, all negative, -0.0 before 0.0, the max
+    in the last kept position or in the tail past the last whole 16-position chunk."""
+    n, c, h, w = shape
+    hw = h * w
+    g = torch.Generator().manual_seed(3)
+    # Small integers (and halves) are exact in fp16 and bf16, so every dtype sees the same ties.
+    x = torch.randint(-40, 40, (n, c, hw), generator=g).double() / 2
+    inf, nan = float("inf"), float("nan")
+    for j in range(c):
+        case = j % 12
+        plane = x[:, j]
+        if case == 1:
+            plane[:] = 1.0
+        elif case == 2:
+            plane[:, hw // 2] = nan
+            plane[:, hw - 1] = nan
+        elif case == 3:
+            plane[:] = -inf
+        elif case == 4:
+            plane[:, 3] = -inf
+            plane[:, hw - 2] = inf
+        elif case == 5:
+            plane[:] = -plane.abs() - 1
+        elif case == 6:
+            plane[:] = -plane.abs() - 1
+            plane[:, 9 % hw] = -0.0
+            plane[:, hw - 3] = 0.0
+        elif case == 7:
+            plane[:, 9 % hw] = 50.0  # lane 1 of the second vector (one accumulator) ...
+            plane[:, 17 % hw] = 50.0  # ... and lane 1 of the third (the other): the first must win
+        elif case == 8:
+            plane[:, hw - 1] = 60.0
+        elif case == 9:
+            plane[:, 2] = inf
+            plane[:, 5] = nan
+        elif case == 10:
+            plane[:] = -inf
+            plane[:, hw - 1] = -3.0
+    return x.view(shape).to(dtype)
+
+
+@pytest.mark.parametrize("shape", [(2, 77, 6, 8), (2, 70, 5, 7), (1, 530, 4, 6)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_max_rules_on_vector_paths(backend, shape, dtype, layout):
+    """Every tie/NaN/inf rule on maps large enough for the vector code paths (whole 16-position
+    chunks, mixed chunks, tails; 4-position groups and channel blocks in channels_last)."""
+    x = planted_maps(shape, dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    h, w = shape[2], shape[3]
+    for rect in ([0, 0, 0, 0], [1, 0, 2, w], [1, 2, 3, 3], [0, 0, h, w], [0, 1, h, 1]):
+        out, argmax = backend.ops.drop_pool(x.to(backend.device), rect, "max")
+        values, indices = expected_max_pool(x, rect)
+        assert argmax.flatten().tolist() == indices, rect
+        got = out.double().flatten().tolist()
+        assert all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, values)), rect
+
+
+def test_pooling_bits_do_not_depend_on_the_instruction_set(tmp_path):
+    """avg sums in 16 fixed lanes (and max is exact), so the AVX2 and the baseline (SSE2) kernels
+    return the same bits: seeded training does not take another path on another CPU."""
+    g = torch.Generator().manual_seed(0)
+    maps = {
+        "nchw": torch.randn(3, 40, 7, 9, generator=g),
+        "cl": torch.randn(3, 40, 7, 9, generator=g).contiguous(memory_format=torch.channels_last),
+        "bf16": torch.randn(3, 40, 6, 8, generator=g).bfloat16(),
+    }
+    torch.save(maps, tmp_path / "maps.pt")
+    script = (
+        "import sys, torch, bdb_ext\n"
+        "maps = torch.load(sys.argv[1])\n"
+        "out = {k: [t for mode in ('avg', 'max') for t in bdb_ext.ops.drop_pool(x, [2, 1, 3, 4], mode)] for k, x in maps.items()}\n"
+        "torch.save(out, sys.argv[2])\n"
+    )
+    results = {}
+    for capability in ("default", "avx2"):
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+        path = tmp_path / f"{capability}.pt"
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "maps.pt"), str(path)], env=env, check=True)
+        results[capability] = torch.load(path)
+    for key in maps:
+        for a, b in zip(results["default"][key], results["avx2"][key]):
+            assert torch.equal(a, b), key

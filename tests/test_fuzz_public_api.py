@@ -607,17 +607,14 @@ def test_build_dataset_errors(tmp_path_factory: pytest.TempPathFactory, name: Ar
         assert not name.must_refuse and root_kind != "bad type" and str(root) in str(error)
 
 
-# --- what the fuzzers found in the op layer (bdb_ext/ops, csrc: fixed on other branches) ---------------------------
-# These inputs are kept out of the strategies above and pinned here, each with its issue item; strict, so the merge of
-# the fix turns them into failures until the mark is removed (then they can join the strategies). Run in-process:
-# each returns a wrong value rather than crashing (checked on this branch).
+# --- what the fuzzers found in the op layer (bdb_ext/ops, csrc), pinned as regression tests ----------------------
+# Each returned a wrong value (never crashed) before its fix; run in-process.
 
 DROP_CALLS = {"batch_drop_block": bdb_ext.ops.batch_drop_block,
               "drop_pool max": lambda x, rect: bdb_ext.ops.drop_pool(x, rect, "max"),
               "drop_pool avg": lambda x, rect: bdb_ext.ops.drop_pool(x, rect, "avg")}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 10 (op layer): the CPU rect bounds check overflows")
 @pytest.mark.parametrize("rect", [[2**62, 0, 2**62, 4], [1, 0, 2**63 - 1, 4], [0, 2**62, 4, 2**62],
                                   [0, 1, 6, 2**63 - 1], [2**63 - 1, 0, 1, 4]])
 @pytest.mark.parametrize("call", DROP_CALLS)
@@ -636,8 +633,6 @@ META_CALLS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 item 4 (op layer): a meta tensor among CPU arguments returns "
-                                       "uninitialised memory instead of a device error")
 @pytest.mark.parametrize("call", META_CALLS)
 def test_a_meta_tensor_among_cpu_arguments_is_refused(call: str) -> None:
     with pytest.raises(REFUSALS, match="device|meta"):

@@ -59,11 +59,59 @@ def test_pairwise_rejects_bad_input(backend):
         backend.ops.pairwise_distance(torch.randn(3, 2, device=dev), torch.randn(2, device=dev))
 
 
-def test_mine_backward_rejects_bad_indices():
-    x = torch.randn(4, 2)
-    d = torch.ones(4)
-    idx = torch.tensor([1, 0, 3, 2])
-    with pytest.raises(RuntimeError, match="idx_p.*is not a row of x"):
-        torch.ops.bdb_ext._batch_hard_mine_backward(d, d, x, torch.tensor([1, 0, 9, 2]), idx, d, d)
+def _mine_backward(backend, idx_p, idx_n, n=4, **override):
+    x = torch.randn(n, 2, device=backend.device)
+    d = torch.ones(n, device=backend.device)
+    args = dict(grad_ap=d, grad_an=d, x=x, idx_p=idx_p, idx_n=idx_n, d_ap=d, d_an=d)
+    args.update(override)
+    return backend.ops._ops._batch_hard_mine_backward(*args.values())
+
+
+@pytest.mark.parametrize(
+    "name, bad, interval",
+    [("idx_p", 10**9, r"\[0, 4\)"), ("idx_p", 4, r"\[0, 4\)"), ("idx_p", -1, r"\[0, 4\)"),
+     ("idx_n", 4, r"\[-1, 4\)"), ("idx_n", -2, r"\[-1, 4\)"), ("idx_n", -(10**9), r"\[-1, 4\)")],
+)
+def test_mine_backward_refuses_indices_out_of_range(backend, name, bad, interval):
+    """One past the end used to write out of bounds; 1e9 to crash."""
+    idx = {"idx_p": torch.tensor([1, 0, 3, 2], device=backend.device), "idx_n": torch.tensor([2, 3, -1, 0], device=backend.device)}
+    idx[name][2] = bad
+    with pytest.raises(RuntimeError, match=rf"{name} must hold indices in {interval}, got {bad} at flat position 2"):
+        _mine_backward(backend, idx["idx_p"], idx["idx_n"])
+
+
+def test_mine_backward_refuses_bad_dtypes(backend):
+    idx = torch.tensor([1, 0, 3, 2], device=backend.device)
     with pytest.raises(RuntimeError, match="idx_n must be int64"):
-        torch.ops.bdb_ext._batch_hard_mine_backward(d, d, x, idx, idx.int(), d, d)
+        _mine_backward(backend, idx, idx.int())
+    with pytest.raises(RuntimeError, match="grad_ap must have x's dtype Float, got Double"):
+        _mine_backward(backend, idx, idx, grad_ap=torch.ones(4, dtype=torch.float64, device=backend.device))
+    with pytest.raises(RuntimeError, match="d_an must have x's dtype Float, got Long"):
+        _mine_backward(backend, idx, idx, d_an=torch.ones(4, dtype=torch.int64, device=backend.device))
+
+
+def test_meta_argument_among_real_ones_is_refused(backend):
+    """A meta argument sends the call to the fake kernel, which used to return uninitialised memory
+    on x's device as if it were the result."""
+    dev = backend.device
+    x = torch.randn(4, 2, device=dev)
+    labels = torch.tensor([0, 0, 1, 1], device=dev)
+    idx = torch.tensor([1, 0, 3, 2], device=dev)
+    d = torch.ones(4, device=dev)
+    cases = [
+        (lambda: backend.ops.batch_hard_mine(x, labels.to("meta")), "labels"),
+        (lambda: backend.ops.batch_hard_triplet_loss(x, labels.to("meta")), "labels"),
+        (lambda: backend.ops.pairwise_distance(x, x.to("meta")), "y"),
+        (lambda: backend.ops._ops._batch_hard_mine_backward(d, d, x, idx.to("meta"), idx, d, d), "idx_p"),
+        (lambda: backend.ops._ops._batch_hard_mine_backward(d.to("meta"), d, x, idx, idx, d, d), "grad_ap"),
+        (lambda: backend.ops._ops._pairwise_distance_backward(torch.ones(4, 4, device="meta"), x, x, torch.ones(4, 4, device=dev), False), "grad"),
+    ]
+    for call, name in cases:
+        with pytest.raises(RuntimeError, match=rf"{name} must be on x's device \({dev.type}.*\), got meta"):
+            call()
+
+
+def test_all_meta_arguments_still_infer_shapes(backend):
+    x = torch.empty(4, 2, device="meta")
+    d_ap, d_an, idx_p, idx_n = backend.ops.batch_hard_mine(x, torch.empty(4, dtype=torch.int64, device="meta"))
+    assert d_ap.shape == (4,) and idx_n.device.type == "meta"

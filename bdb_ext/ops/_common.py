@@ -62,6 +62,26 @@ def as_rect_tensor(rect: RectLike) -> torch.Tensor:
     return torch.tensor(rect, dtype=torch.int64)
 
 
+def check_devices(op: str, anchor: tuple[str, torch.Tensor], *others: tuple[str, torch.Tensor],
+                  cpu_ok: tuple[str, ...] = ()) -> None:
+    """Raise RuntimeError unless every ``(name, tensor)`` in ``others`` is on the anchor's device (or on the CPU,
+    for the names in ``cpu_ok``): the device rule of ``check_on_device`` (csrc/host/tensor_checks.h), for the fake
+    kernels.
+
+    Why the fake kernels need it: a call with a meta tensor among its arguments never reaches the C++ check, the
+    dispatcher sends it to the fake kernel, which would return an empty tensor on x's device (uninitialised memory
+    presented as a result). All-meta calls (shape inference) and fake tensors under torch.compile pass; a meta tensor
+    mixed with real ones, or two real devices mixed, is refused with the C++ check's message.
+    """
+    anchor_name, anchor_tensor = anchor
+    device = anchor_tensor.device
+    for name, t in others:
+        if t.device == device or (name in cpu_ok and t.device.type == "cpu"):
+            continue
+        where = f"the CPU or on {anchor_name}'s device" if name in cpu_ok else f"{anchor_name}'s device"
+        raise RuntimeError(f"bdb_ext::{op}: {name} must be on {where} ({device}), got {t.device}")
+
+
 # --- Autograd, forward AD and vmap --------------------------------------------------------------
 #
 # Each differentiable op has one torch.autograd.Function (forward, setup_context, backward, jvp, vmap)

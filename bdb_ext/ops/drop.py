@@ -18,6 +18,7 @@ from ._common import (
     RectLike,
     as_rect_tensor,
     call_backward_op,
+    check_devices,
     check_tensor,
     register_op,
     under_torch_func,
@@ -82,10 +83,12 @@ def _batch_drop_block(ops: Any, x: torch.Tensor, rect: RectLike) -> torch.Tensor
 
 
 def _batch_drop_block_fake(x, rect):
+    check_devices("batch_drop_block", ("x", x), ("rect", rect), cpu_ok=("rect",))
     return _empty_map(x, x.shape, _dense_format(x))
 
 
 def _batch_drop_block_backward_fake(grad_y, rect):
+    check_devices("_batch_drop_block_backward", ("grad_y", grad_y), ("rect", rect), cpu_ok=("rect",))
     return _empty_map(grad_y, grad_y.shape, _dense_format(grad_y))
 
 
@@ -144,6 +147,7 @@ def _drop_pool(ops: Any, x: torch.Tensor, rect: RectLike, mode: str = "max") -> 
 
 
 def _drop_pool_fake(x, rect, mode):
+    check_devices("drop_pool", ("x", x), ("rect", rect), cpu_ok=("rect",))
     n, c = x.shape[0], x.shape[1]
     out = x.new_empty((n, c))
     argmax = x.new_empty((n, c) if mode == "max" else (0, 0), dtype=torch.int64)
@@ -151,6 +155,9 @@ def _drop_pool_fake(x, rect, mode):
 
 
 def _drop_pool_backward_fake(grad_out, argmax, rect, mode, input_size, channels_last):
+    # As in the C++ check: "avg" ignores its (empty) argmax.
+    indices = (("argmax", argmax),) if mode == "max" else ()
+    check_devices("_drop_pool_backward", ("grad_out", grad_out), *indices, ("rect", rect), cpu_ok=("rect",))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return _empty_map(grad_out, input_size, fmt)
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ._common import (
     OpFunction,
     call_backward_op,
+    check_devices,
     check_tensor,
     register_op,
     under_torch_func,
@@ -103,12 +104,14 @@ def _pairwise_distance(ops: Any, x: torch.Tensor, y: torch.Tensor | None = None,
 
 
 def _pairwise_distance_fake(x, y, squared):
+    check_devices("pairwise_distance", ("x", x), ("y", y))
     torch._check(x.dim() == 2 and y.dim() == 2, lambda: "pairwise_distance: x and y must be 2-D (N, D)")
     torch._check(x.shape[1] == y.shape[1], lambda: "pairwise_distance: x and y must have the same D")
     return x.new_empty((x.shape[0], y.shape[0]))
 
 
 def _pairwise_distance_backward_fake(grad, x, y, dist, squared):
+    check_devices("_pairwise_distance_backward", ("x", x), ("y", y), ("grad", grad), ("dist", dist))
     return x.new_empty(x.shape), y.new_empty(y.shape)
 
 
@@ -177,6 +180,7 @@ def _batch_hard_mine(ops: Any, x: torch.Tensor, labels: torch.Tensor):
 
 
 def _batch_hard_mine_fake(x, labels):
+    check_devices("batch_hard_mine", ("x", x), ("labels", labels))
     torch._check(x.dim() == 2, lambda: "batch_hard_mine: x must be 2-D (N, D)")
     n = x.shape[0]
     index = x.new_empty((n,), dtype=torch.int64)
@@ -184,6 +188,8 @@ def _batch_hard_mine_fake(x, labels):
 
 
 def _batch_hard_mine_backward_fake(grad_ap, grad_an, x, idx_p, idx_n, d_ap, d_an):
+    check_devices("_batch_hard_mine_backward", ("x", x), ("grad_ap", grad_ap), ("grad_an", grad_an), ("idx_p", idx_p),
+                  ("idx_n", idx_n), ("d_ap", d_ap), ("d_an", d_an))
     return x.new_empty(x.shape)
 
 

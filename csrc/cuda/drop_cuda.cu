@@ -48,18 +48,15 @@ void with_vector_width(int vec, Fn&& fn) {
 }
 
 at::Tensor drop_block_launch(const at::Tensor& input, const at::Tensor& rect, const char* op) {
-  check_feature_map(input, op);
-  check_rect(rect, input, op);
   KernelDeviceGuard guard(input.device());
   // Other strides (an expanded gradient, a permuted view) are read in place by the strided kernel.
-  const bool dense = input.is_contiguous() || input.is_contiguous(at::MemoryFormat::ChannelsLast);
-  bool channels_last = false;
-  const at::Tensor x = dense ? dense_feature_map(input, channels_last) : input;
-  at::Tensor y = at::empty(x.sizes(), x.options().memory_format(memory_format_of(channels_last)));
+  const DropInput in = prepare_drop_input(input, rect, op, /*keep_strides=*/true);
+  const at::Tensor& x = in.x;
+  const bool dense = x.is_contiguous() || x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor y = empty_map_like(in);
   if (x.numel() == 0) return y;
-  const at::Tensor rect_c = rect.contiguous();
-  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
-  const MapLayout map = map_layout_of(y, channels_last);
+  const RectArg rect_arg = make_rect_arg(in.rect, on_kernel_device(in.rect));
+  const MapLayout map = in.map;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::batch_drop_block", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
@@ -95,18 +92,16 @@ at::Tensor batch_drop_block_backward_kernel_device(const at::Tensor& grad_y, con
 std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& input, const at::Tensor& rect,
                                                            c10::string_view mode) {
   const char* op = "bdb_ext::drop_pool";
-  check_feature_map(input, op);
-  check_rect(rect, input, op);
   const bool is_max = parse_pool_mode(mode, op);
   KernelDeviceGuard guard(input.device());
-  bool channels_last = false;
-  const at::Tensor x = dense_feature_map(input, channels_last);
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor out = at::empty({N, C}, x.options());
-  at::Tensor argmax = at::empty({is_max ? N : 0, is_max ? C : 0}, x.options().dtype(at::kLong));
+  const DropInput in = prepare_drop_input(input, rect, op);
+  const at::Tensor& x = in.x;
+  const bool channels_last = in.channels_last;
+  const int64_t N = in.map.N, C = in.map.C, H = in.map.H, W = in.map.W;
+  at::Tensor out, argmax;
+  std::tie(out, argmax) = empty_pool_outputs(in, is_max);
   if (out.numel() == 0) return {out, argmax};
-  const at::Tensor rect_c = rect.contiguous();
-  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
+  const RectArg rect_arg = make_rect_arg(in.rect, on_kernel_device(in.rect));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::drop_pool", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
@@ -144,17 +139,16 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
                                             const at::Tensor& rect, c10::string_view mode,
                                             at::IntArrayRef input_size, bool channels_last) {
   const char* op = "bdb_ext::_drop_pool_backward";
-  const bool is_max = parse_pool_mode(mode, op);
-  check_pool_backward_args(grad_out_in, argmax_in, input_size, is_max, op);
   KernelDeviceGuard guard(grad_out_in.device());
-  at::Tensor dx = at::empty(input_size, grad_out_in.options().memory_format(memory_format_of(channels_last)));
-  check_rect(rect, dx, op);
+  const PoolGradInput in = prepare_pool_backward(grad_out_in, argmax_in, rect, mode, input_size, channels_last, op,
+                                                 /*keep_strides=*/true);
+  const bool is_max = in.is_max;
+  at::Tensor dx = in.dx;
   if (dx.numel() == 0) return dx;
-  const at::Tensor& grad_out = grad_out_in;  // read through its strides (an expanded gradient stays expanded)
-  const at::Tensor argmax = argmax_in.contiguous();
-  const at::Tensor rect_c = rect.contiguous();
-  const RectArg rect_arg = make_rect_arg(rect_c, on_kernel_device(rect_c));
-  const MapLayout map = map_layout_of(dx, channels_last);
+  const at::Tensor& grad_out = in.grad_out;  // read through its strides (an expanded gradient stays expanded)
+  const at::Tensor& argmax = in.argmax;
+  const RectArg rect_arg = make_rect_arg(in.rect, on_kernel_device(in.rect));
+  const MapLayout map = in.map;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dx.scalar_type(), "bdb_ext::_drop_pool_backward", [&] {
     const scalar_t* gp = grad_out.const_data_ptr<scalar_t>();
     const int64_t* ap = is_max ? argmax.const_data_ptr<int64_t>() : nullptr;

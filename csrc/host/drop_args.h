@@ -3,21 +3,28 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <string_view>
+#include <tuple>
 
 #include "../common/drop_rect.h"
 #include "../common/map_layout.h"
+#include "tensor_checks.h"
 
 namespace bdb {
+
+inline void check_map_dtype(const at::Tensor& t, const char* name, const char* op) {
+  const auto dt = t.scalar_type();
+  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16, op, ": ", name,
+              " must be float32, float64, float16 or bfloat16, got ", dt);
+}
 
 inline void check_feature_map(const at::Tensor& x, const char* op) {
   TORCH_CHECK(x.dim() == 4, op, ": x must be a 4-D tensor (N, C, H, W), got ", x.dim(),
               "-D with shape ", x.sizes());
-  const auto dt = x.scalar_type();
-  TORCH_CHECK(dt == at::kFloat || dt == at::kDouble || dt == at::kHalf || dt == at::kBFloat16, op,
-              ": x must be float32, float64, float16 or bfloat16, got ", dt);
+  check_map_dtype(x, "x", op);
   TORCH_CHECK(x.size(2) > 0 && x.size(3) > 0, op, ": x must have H >= 1 and W >= 1, got shape ",
               x.sizes());
 }
@@ -30,15 +37,15 @@ inline void check_rect(const at::Tensor& rect, const at::Tensor& x, const char* 
               rect.scalar_type());
   TORCH_CHECK(rect.dim() == 1 && rect.numel() == 4, op,
               ": rect must have shape (4,) = [top, left, height, width], got shape ", rect.sizes());
-  TORCH_CHECK(rect.is_cpu() || rect.device() == x.device(), op, ": rect must be on the CPU or on x's device (",
-              x.device(), "), got ", rect.device());
+  check_on_device(rect, "rect", x.device(), "x", op, /*cpu_ok=*/true);
   if (!rect.is_cpu()) return;
   const auto r = rect.contiguous();
   const int64_t* v = r.const_data_ptr<int64_t>();
   const int64_t H = x.size(2), W = x.size(3);
   TORCH_CHECK(v[2] >= 0 && v[3] >= 0, op, ": rect height and width must be >= 0, got [top=", v[0],
               ", left=", v[1], ", height=", v[2], ", width=", v[3], "]");
-  TORCH_CHECK(v[0] >= 0 && v[1] >= 0 && v[0] + v[2] <= H && v[1] + v[3] <= W, op,
+  // Written so that nothing overflows: top <= H first, then height <= H - top (no top + height).
+  TORCH_CHECK(v[0] >= 0 && v[1] >= 0 && v[0] <= H && v[1] <= W && v[2] <= H - v[0] && v[3] <= W - v[1], op,
               ": rect [top=", v[0], ", left=", v[1], ", height=", v[2], ", width=", v[3],
               "] must lie inside the ", H, "x", W, " feature map");
 }
@@ -85,17 +92,84 @@ inline bool parse_pool_mode(std::string_view mode, const char* op) {
   return mode == "max";
 }
 
-inline void check_pool_backward_args(const at::Tensor& grad_out, const at::Tensor& argmax,
-                                     at::IntArrayRef input_size, bool is_max, const char* op) {
+// What a drop entry point works on: the checked input, read in place when it is dense.
+struct DropInput {
+  at::Tensor x;     // NCHW-contiguous or channels_last; any other strides copied to NCHW (or kept, see below)
+  at::Tensor rect;  // contiguous; must outlive the kernel, which may read it through a pointer
+  MapLayout map;
+  bool channels_last;
+};
+
+// The one preparation of batch_drop_block, its backward and drop_pool, for every backend: checks,
+// then the dense layout. keep_strides (the CPU backward): an input with no dense layout is returned
+// as it is, for a kernel that reads it through its strides (an expanded gradient, say); map then
+// describes NCHW, the layout of the output.
+inline DropInput prepare_drop_input(const at::Tensor& input, const at::Tensor& rect, const char* op,
+                                    bool keep_strides = false) {
+  check_feature_map(input, op);
+  check_rect(rect, input, op);
+  DropInput in;
+  const bool dense = input.is_contiguous() || input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  in.x = keep_strides && !dense ? input : dense_feature_map(input, in.channels_last);
+  if (!dense) in.channels_last = false;
+  in.rect = rect.contiguous();
+  in.map = map_layout_of(in.x, in.channels_last);
+  return in;
+}
+
+// The output of batch_drop_block (and of its backward): x's shape, dtype and device, dense layout.
+inline at::Tensor empty_map_like(const DropInput& in) {
+  return at::empty(in.x.sizes(), in.x.options().memory_format(memory_format_of(in.channels_last)));
+}
+
+// drop_pool's outputs: pooled (N, C) in x's dtype and argmax (N, C) int64 ((0, 0) for "avg").
+inline std::tuple<at::Tensor, at::Tensor> empty_pool_outputs(const DropInput& in, bool is_max) {
+  const int64_t N = in.map.N, C = in.map.C;
+  return {at::empty({N, C}, in.x.options()),
+          at::empty({is_max ? N : 0, is_max ? C : 0}, in.x.options().dtype(at::kLong))};
+}
+
+// What _drop_pool_backward works on.
+struct PoolGradInput {
+  at::Tensor grad_out;  // (N, C); contiguous unless keep_strides
+  at::Tensor argmax;    // (N, C) int64, contiguous (max); undefined for avg
+  at::Tensor rect;      // contiguous
+  at::Tensor dx;        // the output: input_size, NCHW or channels_last
+  MapLayout map;
+  bool is_max;
+};
+
+// The checks and preparation of _drop_pool_backward, for every backend. The argmax is range-checked
+// here when it is on the CPU ([-1, H*W): the kernels index the map with it); a device argmax is
+// checked where the kernel reads it. keep_strides: grad_out is kept as it is (the CPU kernel reads
+// it through its strides, so an expanded gradient is never materialised).
+inline PoolGradInput prepare_pool_backward(const at::Tensor& grad_out, const at::Tensor& argmax, const at::Tensor& rect,
+                                           std::string_view mode, at::IntArrayRef input_size, bool channels_last,
+                                           const char* op, bool keep_strides = false) {
+  PoolGradInput in;
+  in.is_max = parse_pool_mode(mode, op);
   TORCH_CHECK(input_size.size() == 4, op, ": input_size must have 4 entries, got ", input_size.size());
+  for (const int64_t s : input_size) TORCH_CHECK(s >= 0, op, ": input_size must be >= 0, got ", input_size);
+  check_map_dtype(grad_out, "grad_out", op);
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == input_size[0] && grad_out.size(1) == input_size[1],
               op, ": grad_out must have shape (N, C) = (", input_size[0], ", ", input_size[1], "), got ",
               grad_out.sizes());
-  if (is_max) {
+  if (in.is_max) {
     TORCH_CHECK(argmax.scalar_type() == at::kLong && argmax.sizes() == grad_out.sizes(), op,
                 ": argmax must be int64 with the shape of grad_out, got ", argmax.scalar_type(), " ",
                 argmax.sizes());
+    check_on_device(argmax, "argmax", grad_out.device(), "grad_out", op);
   }
+  in.dx = at::empty(input_size, grad_out.options().memory_format(memory_format_of(channels_last)));
+  check_rect(rect, in.dx, op);
+  in.rect = rect.contiguous();
+  in.grad_out = keep_strides ? grad_out : grad_out.contiguous();
+  if (in.is_max) {
+    in.argmax = argmax.contiguous();
+    if (in.argmax.is_cpu()) check_index_range(in.argmax, -1, input_size[2] * input_size[3], "argmax", op);
+  }
+  in.map = map_layout_of(in.dx, channels_last);
+  return in;
 }
 
 }  // namespace bdb

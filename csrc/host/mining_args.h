@@ -5,6 +5,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "tensor_checks.h"
+
 namespace bdb {
 
 // The accumulation dtype of the mining ops: float64 for float64 inputs, float32 otherwise (fp16 and
@@ -28,8 +30,7 @@ inline void check_pairwise_args(const at::Tensor& x, const at::Tensor& y, const 
   check_embeddings(y, "y", op);
   TORCH_CHECK(x.scalar_type() == y.scalar_type(), op, ": x and y must have the same dtype, got ",
               x.scalar_type(), " and ", y.scalar_type());
-  TORCH_CHECK(x.device() == y.device(), op, ": x and y must be on the same device, got ", x.device(), " and ",
-              y.device());
+  check_on_device(y, "y", x.device(), "x", op);
   TORCH_CHECK(x.size(1) == y.size(1), op, ": x and y must have the same embedding size D, got x ", x.sizes(),
               " and y ", y.sizes());
 }
@@ -41,8 +42,12 @@ inline void check_pairwise_backward_args(const at::Tensor& grad, const at::Tenso
               ": grad must have shape (N, M) = (", x.size(0), ", ", y.size(0), "), got ", grad.sizes());
   TORCH_CHECK(dist.sizes() == grad.sizes(), op, ": dist must have the shape of grad ", grad.sizes(), ", got ",
               dist.sizes());
-  TORCH_CHECK(grad.device() == x.device() && dist.device() == x.device(), op,
-              ": grad and dist must be on x's device (", x.device(), ")");
+  check_on_device(grad, "grad", x.device(), "x", op);
+  check_on_device(dist, "dist", x.device(), "x", op);
+  check_embedding_dtype(grad, "grad", op);
+  TORCH_CHECK(grad.scalar_type() == x.scalar_type() && dist.scalar_type() == x.scalar_type(), op,
+              ": grad and dist must have x's dtype ", x.scalar_type(), ", got ", grad.scalar_type(), " and ",
+              dist.scalar_type());
 }
 
 // labels: int64 (N,) on x's device. Any int64 values are allowed (they are only compared).
@@ -51,8 +56,7 @@ inline void check_labels(const at::Tensor& labels, const at::Tensor& x, const ch
               labels.scalar_type());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == x.size(0), op, ": labels must have shape (N,) = (",
               x.size(0), ",) to match x ", x.sizes(), ", got shape ", labels.sizes());
-  TORCH_CHECK(labels.device() == x.device(), op, ": labels must be on x's device (", x.device(), "), got ",
-              labels.device());
+  check_on_device(labels, "labels", x.device(), "x", op);
 }
 
 inline void check_mine_args(const at::Tensor& x, const at::Tensor& labels, const char* op) {
@@ -68,8 +72,7 @@ inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor
   auto vec = [&](const at::Tensor& t, const char* name, bool is_index) {
     TORCH_CHECK(t.dim() == 1 && t.size(0) == N, op, ": ", name, " must have shape (N,) = (", N, ",), got ",
                 t.sizes());
-    TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on x's device (", x.device(), "), got ",
-                t.device());
+    check_on_device(t, name, x.device(), "x", op);
     if (is_index) {
       TORCH_CHECK(t.scalar_type() == at::kLong, op, ": ", name, " must be int64, got ", t.scalar_type());
     } else {
@@ -83,6 +86,9 @@ inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor
   vec(idx_n, "idx_n", true);
   vec(d_ap, "d_ap", false);
   vec(d_an, "d_an", false);
+  // The kernels index rows of x with these; a device index is checked where the kernel reads it.
+  if (idx_p.is_cpu()) check_index_range(idx_p, 0, N, "idx_p", op);
+  if (idx_n.is_cpu()) check_index_range(idx_n, -1, N, "idx_n", op);
 }
 
 }  // namespace bdb
