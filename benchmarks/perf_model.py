@@ -279,6 +279,11 @@ def _embedding_bytes(args: list[str], shape: dict) -> float:
     return float(N * D * _SCALAR_BYTES[args[0]])
 
 
+def _triplet_anchor_bytes(args: list[str]) -> float:
+    """Bytes the triplet loss kernels read per anchor: d_ap and d_an (the scalar type) and idx_n (int64)."""
+    return 2.0 * _SCALAR_BYTES[args[0]] + 8.0
+
+
 KERNELS: dict[str, KernelSpec] = {
     # y = x outside the rectangle: one VEC load and one VEC store per step.
     "drop_block_kernel": KernelSpec(
@@ -324,6 +329,21 @@ KERNELS: dict[str, KernelSpec] = {
         "memory", 256, 5,
         in_flight_per_thread=lambda a, s: 3.0 * _SCALAR_BYTES[a[0]],
         total_bytes=lambda a, s: 4.0 * _embedding_bytes(a, s),
+    ),
+    # The fused triplet loss on the mined pairs (triplet_loss_kernels.cuh): one block of 256 threads over the N
+    # anchors, by design (the loss's fixed-order tree sum needs one block). Each step reads d_ap, d_an and
+    # idx_n of 4 anchors per thread (the loop is unrolled by 4); the launch moves about N * (2 e + 8) bytes,
+    # all of it in flight at once up to N = 1024, so below that it costs the launch floor. The backward also
+    # writes two gradients per anchor.
+    "triplet_loss_forward_kernel": KernelSpec(
+        "memory", 256, 1, max_shared_bytes=4 * 1024,
+        in_flight_per_thread=lambda a, s: 4.0 * _triplet_anchor_bytes(a),
+        total_bytes=lambda a, s: _embedding_shape(s)[0] * _triplet_anchor_bytes(a),
+    ),
+    "triplet_loss_backward_kernel": KernelSpec(
+        "memory", 256, 1, max_shared_bytes=2 * 1024,
+        in_flight_per_thread=lambda a, s: 4.0 * (_triplet_anchor_bytes(a) + 2 * _SCALAR_BYTES[a[0]]),
+        total_bytes=lambda a, s: _embedding_shape(s)[0] * (_triplet_anchor_bytes(a) + 2 * _SCALAR_BYTES[a[0]]),
     ),
 }
 

@@ -4,8 +4,9 @@ Reading order for one op: the public function, its argument handling (``_<op>``,
 ``torch.ops`` namespace first), its fake kernel, its autograd Function (setup_context, backward, forward-mode
 jvp; forward and vmap come from ``_common.OpFunction``). The C++ side is ``csrc/schemas.h`` (schema),
 ``csrc/cpu/mining_cpu.cpp`` and ``csrc/cuda/mining_cuda.cu`` (kernels; the loss on the mined pairs,
-``triplet_loss_from_mined``: ``csrc/cpu/triplet_loss_cpu.cpp``, ``csrc/cuda/triplet_loss_cuda.cu``). ``register_mining_ops``
-registers the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only ``bdb_ext_emu``.
+``triplet_loss_from_mined``: ``csrc/cpu/triplet_loss_cpu.cpp``, ``csrc/cuda/triplet_loss_cuda.cu``).
+``register_mining_ops`` registers the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only
+``bdb_ext_emu``.
 """
 
 from __future__ import annotations

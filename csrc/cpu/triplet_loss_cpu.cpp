@@ -18,6 +18,10 @@
 namespace bdb {
 namespace {
 
+// The op names in error messages (constant expressions, as AT_DISPATCH wants its name).
+constexpr const char* kForwardOp = "bdb_ext::triplet_loss_from_mined";
+constexpr const char* kBackwardOp = "bdb_ext::_triplet_loss_from_mined_backward";
+
 // Sums kTripletReduceWidth partials in the tree order of common/triplet_loss.h (in place; the
 // result is in partials[0]).
 template <typename T>
@@ -74,12 +78,12 @@ void backward_impl(const scalar_t* grad, int64_t grad_stride, const scalar_t* d_
 at::Tensor triplet_loss_from_mined_cpu(const at::Tensor& d_ap_in, const at::Tensor& d_an_in,
                                        const at::Tensor& idx_n_in, std::optional<double> margin,
                                        c10::string_view reduction_name) {
-  const char* op = "bdb_ext::triplet_loss_from_mined";
+  const char* op = kForwardOp;
   const int reduction = parse_triplet_reduction(reduction_name, op);
   check_triplet_loss_args(d_ap_in, d_an_in, idx_n_in, margin, op);
   const at::Tensor d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous(), idx_n = idx_n_in.contiguous();
   at::Tensor out = triplet_loss_output(d_ap, reduction);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), "bdb_ext::triplet_loss_from_mined", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kForwardOp, [&] {
     forward_impl<scalar_t>(d_ap.const_data_ptr<scalar_t>(), d_an.const_data_ptr<scalar_t>(),
                            idx_n.const_data_ptr<int64_t>(), d_ap.size(0), !margin.has_value(),
                            static_cast<at::opmath_type<scalar_t>>(margin.value_or(0.0)), reduction,
@@ -91,14 +95,14 @@ at::Tensor triplet_loss_from_mined_cpu(const at::Tensor& d_ap_in, const at::Tens
 std::tuple<at::Tensor, at::Tensor> triplet_loss_from_mined_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& d_ap_in, const at::Tensor& d_an_in, const at::Tensor& idx_n_in,
     std::optional<double> margin, c10::string_view reduction_name) {
-  const char* op = "bdb_ext::_triplet_loss_from_mined_backward";
+  const char* op = kBackwardOp;
   const int reduction = parse_triplet_reduction(reduction_name, op);
   check_triplet_loss_backward_args(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction, op);
   const at::Tensor grad = grad_in.contiguous(), d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous();
   const at::Tensor idx_n = idx_n_in.contiguous();
   at::Tensor grad_ap = at::empty_like(d_ap, at::MemoryFormat::Contiguous);
   at::Tensor grad_an = at::empty_like(d_an, at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), "bdb_ext::_triplet_loss_from_mined_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kBackwardOp, [&] {
     backward_impl<scalar_t>(grad.const_data_ptr<scalar_t>(), reduction == kTripletNone ? 1 : 0,
                             d_ap.const_data_ptr<scalar_t>(), d_an.const_data_ptr<scalar_t>(),
                             idx_n.const_data_ptr<int64_t>(), d_ap.size(0), !margin.has_value(),

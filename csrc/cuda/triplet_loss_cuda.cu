@@ -16,10 +16,14 @@
 namespace bdb {
 namespace {
 
+// The op names in error messages (constant expressions, as AT_DISPATCH wants its name).
+constexpr const char* kForwardOp = "bdb_ext::triplet_loss_from_mined";
+constexpr const char* kBackwardOp = "bdb_ext::_triplet_loss_from_mined_backward";
+
 at::Tensor triplet_loss_from_mined_kernel_device(const at::Tensor& d_ap_in, const at::Tensor& d_an_in,
                                                  const at::Tensor& idx_n_in, std::optional<double> margin,
                                                  c10::string_view reduction_name) {
-  const char* op = "bdb_ext::triplet_loss_from_mined";
+  const char* op = kForwardOp;
   const int reduction = parse_triplet_reduction(reduction_name, op);
   check_triplet_loss_args(d_ap_in, d_an_in, idx_n_in, margin, op);
   KernelDeviceGuard guard(d_ap_in.device());
@@ -27,7 +31,7 @@ at::Tensor triplet_loss_from_mined_kernel_device(const at::Tensor& d_ap_in, cons
   at::Tensor out = triplet_loss_output(d_ap, reduction);
   if (out.numel() == 0) return out;  // "none" over no anchors
   const LaunchShape shape = triplet_loss_launch();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), "bdb_ext::triplet_loss_from_mined", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kForwardOp, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto kernel = triplet_loss_forward_kernel<scalar_t>;
     BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
@@ -42,7 +46,7 @@ at::Tensor triplet_loss_from_mined_kernel_device(const at::Tensor& d_ap_in, cons
 std::tuple<at::Tensor, at::Tensor> triplet_loss_from_mined_backward_kernel_device(
     const at::Tensor& grad_in, const at::Tensor& d_ap_in, const at::Tensor& d_an_in, const at::Tensor& idx_n_in,
     std::optional<double> margin, c10::string_view reduction_name) {
-  const char* op = "bdb_ext::_triplet_loss_from_mined_backward";
+  const char* op = kBackwardOp;
   const int reduction = parse_triplet_reduction(reduction_name, op);
   check_triplet_loss_backward_args(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction, op);
   KernelDeviceGuard guard(d_ap_in.device());
@@ -52,7 +56,7 @@ std::tuple<at::Tensor, at::Tensor> triplet_loss_from_mined_backward_kernel_devic
   at::Tensor grad_an = at::empty_like(d_an, at::MemoryFormat::Contiguous);
   if (d_ap.numel() == 0) return {grad_ap, grad_an};
   const LaunchShape shape = triplet_loss_launch();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), "bdb_ext::_triplet_loss_from_mined_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kBackwardOp, [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto kernel = triplet_loss_backward_kernel<scalar_t>;
     BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads),
