@@ -6,6 +6,8 @@ batch_hard_triplet_loss."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import bdb_ext
 from mining_cases import pk_labels, ragged_labels
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 MARGINS = [None, 0.0, 0.3]
 REDUCTIONS = ["mean", "sum", "none"]
@@ -294,3 +298,29 @@ def test_loss_forward_and_backward_are_one_op_each(backend):
     # mined indices or for an unused output.
     assert counter.names == ["aten::ones_like", f"{ns}::_triplet_loss_from_mined_backward",
                              f"{ns}::_batch_hard_mine_backward"], counter.names
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_launch_shape_one_block_each_way_within_the_model(emulated_library, dtype, reduction):
+    # The emulator's launch log: one single-block launch forward, one backward, and at the paper batch
+    # (N = 128) both within benchmarks/perf_model.py's model of a 132-SM GPU (all their bytes in flight).
+    import perf_model  # benchmarks/, put on sys.path above
+
+    emu = torch.ops.bdb_ext_emu
+    d_ap, d_an, idx_n = _mined(128, seed=9, dtype=dtype)
+    grad = torch.ones(d_ap.shape if reduction == "none" else (), dtype=dtype)
+    for run in (lambda: emu.triplet_loss_from_mined(d_ap, d_an, idx_n, None, reduction),
+                lambda: emu._triplet_loss_from_mined_backward(grad, d_ap, d_an, idx_n, None, reduction)):
+        emu._start_launch_recording(1)
+        try:
+            run()
+        finally:
+            log = emu._stop_launch_recording().splitlines()
+        assert len(log) == 1, log
+        kernel, grid, block = log[0].split("\t")
+        assert grid == "1 1 1" and block == "256 1 1"
+        launch = perf_model.Launch(kernel, (1, 1, 1), (256, 1, 1))
+        for gpu in ("H100", "H200"):
+            verdict = perf_model.check_parallelism(launch, {"N": 128, "D": 1536}, gpu)
+            assert verdict.ok, verdict
