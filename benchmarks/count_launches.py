@@ -30,8 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bdb_ext import reference  # noqa: E402
-from perf_model import LAUNCH_FLOOR_US  # noqa: E402
+from perf_model import LAUNCH_FLOOR_US
+
+from bdb_ext import reference
 
 __all__ = ["NO_KERNEL", "count_step"]
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mining_cases import pk_labels, ragged_labels
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bdb_ext
-from mining_cases import pk_labels, ragged_labels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
