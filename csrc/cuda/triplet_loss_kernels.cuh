@@ -33,8 +33,6 @@ __global__ void __launch_bounds__(kTripletLossThreads)
   const int t = static_cast<int>(threadIdx.x);
   acc_t total(0);
   int64_t count = 0;
-  // Unrolled so that a thread has the loads of several anchors in flight (the sum keeps its order).
-#pragma unroll 4
   for (int64_t i = t; i < N; i += kTripletLossThreads) {
     const bool has = idx_n[i] >= 0;
     const acc_t d_an_i = has ? static_cast<acc_t>(d_an[i]) : acc_t(0);  // d_an = inf without a negative
@@ -80,7 +78,6 @@ __global__ void __launch_bounds__(kTripletLossThreads)
     }
     count = counts[0];
   }
-#pragma unroll 4
   for (int64_t i = t; i < N; i += kTripletLossThreads) {
     const bool has = idx_n[i] >= 0;
     const acc_t g = triplet_reduced_grad<acc_t>(static_cast<acc_t>(grad[i * grad_stride]), reduction, count);
