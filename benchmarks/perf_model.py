@@ -470,6 +470,11 @@ def _embedding_bytes(args: list[str], shape: dict) -> float:
     return float(N * D * _SCALAR_BYTES[args[0]])
 
 
+def _triplet_anchor_bytes(args: list[str]) -> float:
+    """Bytes the triplet loss kernels read per anchor: d_ap and d_an (the scalar type) and idx_n (int64)."""
+    return 2.0 * _SCALAR_BYTES[args[0]] + 8.0
+
+
 KERNELS: dict[str, KernelSpec] = {
     # y = x outside the rectangle: one VEC load and one VEC store per step.
     "drop_block_kernel": KernelSpec(
@@ -559,6 +564,23 @@ KERNELS: dict[str, KernelSpec] = {
         "memory", 256, 5, slow_blocks_per_sm=4,
         in_flight_per_thread=lambda a, s: 4.0 * _SCALAR_BYTES[a[0]],
         total_bytes=lambda a, s: 2.0 * _embedding_bytes(a, s),
+    ),
+    # The fused triplet loss on the mined pairs (triplet_loss_kernels.cuh): one block of 256 threads over the N
+    # anchors, by design (the loss's fixed-order tree sum needs one block). Each step of a thread reads d_ap,
+    # d_an and idx_n of one anchor (the d_an load waits on idx_n's sign); the launch moves about N * (2 e + 8)
+    # bytes, all of it in flight in one step up to N = 256, so at the paper's N = 128 it costs the launch
+    # floor (N = 4096: 16 dependent steps, about 10-20 us, beside milliseconds of mining). The backward also
+    # writes two gradients per anchor. Shared memory: 256 partial sums and counts (4 KiB in float64), 5 KiB as
+    # cuobjdump reports it with the 1 KiB reserved per block; the backward's 256 counts, 3 KiB.
+    "triplet_loss_forward_kernel": KernelSpec(
+        "memory", 256, 1, max_shared_bytes=5 * 1024,
+        in_flight_per_thread=lambda a, s: _triplet_anchor_bytes(a),
+        total_bytes=lambda a, s: _embedding_shape(s)[0] * _triplet_anchor_bytes(a),
+    ),
+    "triplet_loss_backward_kernel": KernelSpec(
+        "memory", 256, 1, max_shared_bytes=3 * 1024,
+        in_flight_per_thread=lambda a, s: _triplet_anchor_bytes(a) + 2 * _SCALAR_BYTES[a[0]],
+        total_bytes=lambda a, s: _embedding_shape(s)[0] * (_triplet_anchor_bytes(a) + 2 * _SCALAR_BYTES[a[0]]),
     ),
 }
 

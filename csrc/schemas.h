@@ -24,6 +24,13 @@ inline void define_op_schemas(torch::Library& m) {
   m.def(
       "_batch_hard_mine_backward(Tensor grad_ap, Tensor grad_an, Tensor x, Tensor idx_p, Tensor idx_n, "
       "Tensor d_ap, Tensor d_an) -> Tensor");
+  // The batch-hard triplet loss on batch_hard_mine's outputs: softplus(d_ap - d_an) (margin None) or
+  // relu(d_ap - d_an + margin) per anchor, 0 for anchors without a negative (idx_n < 0); reduction
+  // "mean" (over the anchors with a negative; 0 when none), "sum" -> 0-dim, or "none" -> (N,).
+  m.def("triplet_loss_from_mined(Tensor d_ap, Tensor d_an, Tensor idx_n, float? margin, str reduction) -> Tensor");
+  m.def(
+      "_triplet_loss_from_mined_backward(Tensor grad, Tensor d_ap, Tensor d_an, Tensor idx_n, float? margin, "
+      "str reduction) -> (Tensor, Tensor)");
 }
 
 }  // namespace bdb

@@ -3,8 +3,10 @@
 Reading order for one op: the public function, its argument handling (``_<op>``, which takes the
 ``torch.ops`` namespace first), its fake kernel, its autograd Function (setup_context, backward, forward-mode
 jvp; forward and vmap come from ``_common.OpFunction``). The C++ side is ``csrc/schemas.h`` (schema),
-``csrc/cpu/mining_cpu.cpp`` and ``csrc/cuda/mining_cuda.cu`` (kernels). ``register_mining_ops``
-registers the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only ``bdb_ext_emu``.
+``csrc/cpu/mining_cpu.cpp`` and ``csrc/cuda/mining_cuda.cu`` (kernels; the loss on the mined pairs,
+``triplet_loss_from_mined``: ``csrc/cpu/triplet_loss_cpu.cpp``, ``csrc/cuda/triplet_loss_cuda.cu``).
+``register_mining_ops`` registers the Python parts for a ``torch.ops`` namespace: ``bdb_ext``, and the test-only
+``bdb_ext_emu``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ._common import (
     OpFunction,
@@ -202,6 +203,9 @@ class _BatchHardMine(OpFunction):
         d_ap, d_an, idx_p, idx_n = output
         ctx.ops = ops
         ctx.mark_non_differentiable(idx_p, idx_n)
+        # Outputs without a gradient stay None in backward instead of costing a zeros launch each (the
+        # indices never have one).
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, idx_p, idx_n, d_ap, d_an)
         ctx.save_for_forward(x, idx_p, idx_n, d_ap, d_an)
 
@@ -262,20 +266,71 @@ def _batch_hard_triplet_loss(
     margin = check_margin(margin)
     check_reduction(reduction)
     d_ap, d_an, _, idx_n = _batch_hard_mine(ops, x, labels)
-    has_negative = idx_n >= 0
-    # Anchors without a negative have d_an = inf; compare them with themselves so no inf enters
-    # the arithmetic (their loss is masked to 0 and gets no gradient).
-    d_an = torch.where(has_negative, d_an, d_ap)
-    gap = d_ap - d_an
-    per_anchor = F.softplus(gap) if margin is None else F.relu(gap + margin)
-    per_anchor = torch.where(has_negative, per_anchor, torch.zeros_like(per_anchor))
+    return _triplet_loss_from_mined(ops, d_ap, d_an, idx_n, margin, reduction)
+
+
+def _triplet_loss_from_mined(ops: Any, d_ap: torch.Tensor, d_an: torch.Tensor, idx_n: torch.Tensor,
+                             margin: float | None, reduction: str) -> torch.Tensor:
+    """The loss on batch_hard_mine's outputs, one fused kernel each way (``triplet_loss_from_mined``).
+
+    Anchors without a negative (idx_n < 0, d_an = inf) contribute 0 and get no gradient; their d_an is
+    never read, so no inf enters the arithmetic.
+    """
+    if under_torch_func():
+        return _TripletLossFromMined.apply(ops, d_ap, d_an, idx_n, margin, reduction)
+    return ops.triplet_loss_from_mined(d_ap, d_an, idx_n, margin, reduction)
+
+
+def _triplet_loss_from_mined_fake(d_ap, d_an, idx_n, margin, reduction):
+    torch._check(d_ap.dim() == 1, lambda: "triplet_loss_from_mined: d_ap must be 1-D (N,)")
+    torch._check(d_an.shape == d_ap.shape and idx_n.shape == d_ap.shape,
+                 lambda: "triplet_loss_from_mined: d_an and idx_n must have d_ap's shape (N,)")
     if reduction == "none":
-        return per_anchor
-    total = per_anchor.sum()
-    if reduction == "sum":
-        return total
-    count = has_negative.sum().clamp(min=1).to(total.dtype)
-    return total / count
+        return d_ap.new_empty(d_ap.shape)
+    return d_ap.new_empty(())
+
+
+def _triplet_loss_from_mined_backward_fake(grad, d_ap, d_an, idx_n, margin, reduction):
+    return d_ap.new_empty(d_ap.shape), d_an.new_empty(d_an.shape)
+
+
+class _TripletLossFromMined(OpFunction):
+    op_name = "triplet_loss_from_mined"
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ops, d_ap, d_an, idx_n, margin, reduction = inputs
+        ctx.ops = ops
+        ctx.margin = margin
+        ctx.reduction = reduction
+        ctx.save_for_backward(d_ap, d_an, idx_n)
+        ctx.save_for_forward(d_ap, d_an, idx_n)
+
+    @staticmethod
+    def backward(ctx, grad):
+        d_ap, d_an, idx_n = ctx.saved_tensors
+        grad_ap, grad_an = call_backward_op(
+            ctx.ops._triplet_loss_from_mined_backward, "_triplet_loss_from_mined_backward", grad, d_ap, d_an, idx_n,
+            ctx.margin, ctx.reduction,
+        )
+        return None, grad_ap, grad_an, None, None, None
+
+    @staticmethod
+    def jvp(ctx, _ops_tangent, d_ap_tangent, d_an_tangent, _idx_n_tangent, _margin_tangent, _reduction_tangent):
+        d_ap, d_an, idx_n = ctx.saved_tensors
+        # Through the op's own derivative: the backward of a unit output gradient is d loss / d d_ap
+        # and d loss / d d_an (per anchor for "none"; with the mean's 1 / count for "mean"); anchors
+        # without a negative have both 0, whatever their tangents.
+        ones = d_ap.new_ones(d_ap.shape if ctx.reduction == "none" else ())
+        slope_ap, slope_an = ctx.ops._triplet_loss_from_mined_backward(ones, d_ap, d_an, idx_n, ctx.margin,
+                                                                       ctx.reduction)
+        tangent = torch.zeros_like(d_ap)
+        if d_ap_tangent is not None:
+            tangent = tangent + slope_ap * d_ap_tangent
+        if d_an_tangent is not None:
+            has_negative = idx_n >= 0
+            tangent = tangent + torch.where(has_negative, slope_an * d_an_tangent, torch.zeros_like(tangent))
+        return tangent if ctx.reduction == "none" else tangent.sum()
 
 
 # --- Registration ---------------------------------------------------------------------------------
@@ -288,4 +343,7 @@ def register_mining_ops(ns: str) -> None:
     register_op(ns, _PairwiseDistance, _pairwise_distance_fake, _pairwise_distance_backward_fake,
                 autocast_dtype=torch.float32)
     register_op(ns, _BatchHardMine, _batch_hard_mine_fake, _batch_hard_mine_backward_fake,
+                autocast_dtype=torch.float32)
+    # The loss runs in the distances' float32 under autocast, as the mining it follows.
+    register_op(ns, _TripletLossFromMined, _triplet_loss_from_mined_fake, _triplet_loss_from_mined_backward_fake,
                 autocast_dtype=torch.float32)
