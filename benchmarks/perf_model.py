@@ -131,11 +131,12 @@ class _Kernel:
 # The metric-learning kernels (csrc/cuda/mining_*.cuh)
 # ----------------------------------------------------------------------------------------------
 
-# Launches of the soft-margin loss that bdb_ext.ops.batch_hard_triplet_loss computes in Python around
-# the two mining ops (non-view ATen ops, each one CUDA launch; counted with a TorchDispatchMode on
-# the CPU, torch 2.14.1: where, sub, softplus, sum, clamp, div and their backwards). The reference
-# eager code (reference.triplet_loss_reference_code) runs 19 + 30.
-LOSS_ATEN_LAUNCHES = {"fwd": 10, "bwd": 13}
+# Launches of the loss that bdb_ext.ops.batch_hard_triplet_loss computes on the mined pairs: one fused
+# kernel each way (triplet_loss_kernels.cuh), plus, in the backward, autograd's ones_like of the scalar
+# loss (counted by benchmarks/count_launches.py). The reference eager code
+# (reference.triplet_loss_reference_code) runs 19 + 30 ATen launches (same count, TorchDispatchMode on the
+# CPU, torch 2.14.1).
+LOSS_LAUNCHES = {"fwd": 1, "bwd": 2}
 REFERENCE_EAGER_LAUNCHES = {"fwd": 19, "bwd": 30}
 
 # Tile sizes and thresholds of csrc/cuda/mining_launch.cuh (the launch audit checks that the kernels
@@ -282,8 +283,8 @@ def _mining_kernels(op: str, N: int, D: int, e: int) -> tuple[list[_Kernel], lis
               "gemm": "mining_gemm_finalize_kernel"}[path["path"]]
     # 2N single-warp items, up to 32 one-warp blocks resident per SM: the waves of H200/H100 agree.
     finalize = _Kernel(fin_bytes, latency_us=_waves(2 * N, 32, "H200") * _finalize_item_us(family, N, D))
-    loss_fwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["fwd"]
-    loss_bwd = [_Kernel(N * 8)] * LOSS_ATEN_LAUNCHES["bwd"]
+    loss_fwd = [_Kernel(N * (2 * e + 8))]  # d_ap, d_an, idx_n in; the scalar out
+    loss_bwd = [_Kernel(4.0), _Kernel(N * (4 * e + 8))]  # ones_like; then the two gradients out as well
     group = [_Kernel(2 * N * 8 + 5 * N * 4, latency_us=_group_pairs_us(N))]
     if not path["group_in_block"]:
         rank_blocks = _ceil_div(2 * N, 256) * _ceil_div(2 * N, 1024)
@@ -326,8 +327,8 @@ def predict(op: str, pass_: str, shape: dict, dtype: torch.dtype, gpu: str = "H2
 
     Args:
         op: one of "copy", "drop", "drop_pool_max", "drop_pool_avg", "pairwise_distance", "mining_loss"
-            (batch_hard_mine and its backward, plus the soft-margin loss as bdb_ext.ops computes it
-            today: LOSS_ATEN_LAUNCHES eager ATen launches per pass).
+            (batch_hard_mine and its backward, plus the soft-margin loss on the mined pairs: the fused
+            loss kernels, LOSS_LAUNCHES per pass).
         pass_: "fwd", "bwd" or "fwd+bwd".
         shape: {"N", "C", "H", "W"} for the feature-map ops (optional "drop_rows": the dropped
             fraction of rows, default 8/24), {"N", "D"} for the mining ops.

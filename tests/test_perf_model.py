@@ -32,16 +32,17 @@ def test_small_kernels_cost_the_launch_floor():
 
 
 def test_mining_loss_at_n128_counts_every_launch():
-    """Forward: split-K select, its finalize (a latency kernel above the floor) and the loss's eager ATen
-    ops; backward: the loss's ops, then grouping, hub chunks and rows, all at the launch floor."""
+    """Forward: split-K select, its finalize (a latency kernel above the floor) and the fused loss kernel;
+    backward: autograd's ones_like and the fused loss backward, then grouping, hub chunks and rows, all at the
+    launch floor."""
     shape = {"N": 128, "D": 1536}
     floor = perf_model.LAUNCH_FLOOR_US
     finalize = perf_model._finalize_item_us("mining_splitk_finalize_kernel", 128, 1536)
     assert finalize > floor
     fwd = perf_model.predict("mining_loss", "fwd", shape, torch.float32)
-    assert fwd["us"] == pytest.approx((1 + perf_model.LOSS_ATEN_LAUNCHES["fwd"]) * floor + finalize)
+    assert fwd["us"] == pytest.approx((1 + perf_model.LOSS_LAUNCHES["fwd"]) * floor + finalize)
     bwd = perf_model.predict("mining_loss", "bwd", shape, torch.float32)
-    assert bwd["us"] == pytest.approx((3 + perf_model.LOSS_ATEN_LAUNCHES["bwd"]) * floor)
+    assert bwd["us"] == pytest.approx((3 + perf_model.LOSS_LAUNCHES["bwd"]) * floor)
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,8 @@ at::Tensor drop_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor& 
                                   c10::string_view mode, at::IntArrayRef input_size, bool channels_last) {
   const char* op = "bdb_ext::_drop_pool_backward";
   const PoolGradInput in =
-      prepare_pool_backward(grad_out, argmax, rect, mode, input_size, channels_last, op, /*keep_strides=*/true);
+      prepare_pool_backward(grad_out, argmax, rect, mode, input_size, channels_last, op, IndexCheck::kOnHost,
+                            /*keep_strides=*/true);
   at::Tensor dx = in.dx;
   if (dx.numel() == 0) return dx;
   const DropRect r = load_rect(make_rect_arg(in.rect, true), in.map.H, in.map.W);

@@ -293,7 +293,7 @@ at::Tensor batch_hard_mine_backward_cpu(const at::Tensor& grad_ap, const at::Ten
                                         const at::Tensor& idx_p_in, const at::Tensor& idx_n_in,
                                         const at::Tensor& d_ap, const at::Tensor& d_an) {
   const char* op = "bdb_ext::_batch_hard_mine_backward";
-  check_mine_backward_args(grad_ap, grad_an, x_in, idx_p_in, idx_n_in, d_ap, d_an, op);
+  check_mine_backward_args(grad_ap, grad_an, x_in, idx_p_in, idx_n_in, d_ap, d_an, op, IndexCheck::kOnHost);
   const at::Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), D = x.size(1);
   at::Tensor dx = at::empty({N, D}, x.options());

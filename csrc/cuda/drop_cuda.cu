@@ -141,7 +141,7 @@ at::Tensor drop_pool_backward_kernel_device(const at::Tensor& grad_out_in, const
   const char* op = "bdb_ext::_drop_pool_backward";
   KernelDeviceGuard guard(grad_out_in.device());
   const PoolGradInput in = prepare_pool_backward(grad_out_in, argmax_in, rect, mode, input_size, channels_last, op,
-                                                 /*keep_strides=*/true);
+                                                 IndexCheck::kInKernel, /*keep_strides=*/true);
   const bool is_max = in.is_max;
   at::Tensor dx = in.dx;
   if (dx.numel() == 0) return dx;

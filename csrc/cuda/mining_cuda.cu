@@ -207,7 +207,8 @@ at::Tensor batch_hard_mine_backward_kernel_device(const at::Tensor& grad_ap_in, 
                                                   const at::Tensor& idx_n_in, const at::Tensor& d_ap_in,
                                                   const at::Tensor& d_an_in) {
   const char* op = "bdb_ext::_batch_hard_mine_backward";
-  check_mine_backward_args(grad_ap_in, grad_an_in, x_in, idx_p_in, idx_n_in, d_ap_in, d_an_in, op);
+  check_mine_backward_args(grad_ap_in, grad_an_in, x_in, idx_p_in, idx_n_in, d_ap_in, d_an_in, op,
+                           IndexCheck::kInKernel);
   KernelDeviceGuard guard(x_in.device());
   const at::Tensor x = x_in.contiguous();
   const int64_t N = x.size(0), D = x.size(1);

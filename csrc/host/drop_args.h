@@ -145,7 +145,7 @@ struct PoolGradInput {
 // it through its strides, so an expanded gradient is never materialised).
 inline PoolGradInput prepare_pool_backward(const at::Tensor& grad_out, const at::Tensor& argmax, const at::Tensor& rect,
                                            std::string_view mode, at::IntArrayRef input_size, bool channels_last,
-                                           const char* op, bool keep_strides = false) {
+                                           const char* op, IndexCheck indices, bool keep_strides = false) {
   PoolGradInput in;
   in.is_max = parse_pool_mode(mode, op);
   TORCH_CHECK(input_size.size() == 4, op, ": input_size must have 4 entries, got ", input_size.size());
@@ -166,7 +166,9 @@ inline PoolGradInput prepare_pool_backward(const at::Tensor& grad_out, const at:
   in.grad_out = keep_strides ? grad_out : grad_out.contiguous();
   if (in.is_max) {
     in.argmax = argmax.contiguous();
-    if (in.argmax.is_cpu()) check_index_range(in.argmax, -1, input_size[2] * input_size[3], "argmax", op);
+    if (indices == IndexCheck::kOnHost) {
+      check_index_range(in.argmax, -1, input_size[2] * input_size[3], "argmax", op);
+    }
   }
   in.map = map_layout_of(in.dx, channels_last);
   return in;

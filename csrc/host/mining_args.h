@@ -66,7 +66,7 @@ inline void check_mine_args(const at::Tensor& x, const at::Tensor& labels, const
 
 inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor& grad_an, const at::Tensor& x,
                                      const at::Tensor& idx_p, const at::Tensor& idx_n, const at::Tensor& d_ap,
-                                     const at::Tensor& d_an, const char* op) {
+                                     const at::Tensor& d_an, const char* op, IndexCheck indices) {
   check_embeddings(x, "x", op);
   const int64_t N = x.size(0);
   auto vec = [&](const at::Tensor& t, const char* name, bool is_index) {
@@ -86,9 +86,11 @@ inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor
   vec(idx_n, "idx_n", true);
   vec(d_ap, "d_ap", false);
   vec(d_an, "d_an", false);
-  // The kernels index rows of x with these; a device index is checked where the kernel reads it.
-  if (idx_p.is_cpu()) check_index_range(idx_p, 0, N, "idx_p", op);
-  if (idx_n.is_cpu()) check_index_range(idx_n, -1, N, "idx_n", op);
+  // The kernels index rows of x with these.
+  if (indices == IndexCheck::kOnHost) {
+    check_index_range(idx_p, 0, N, "idx_p", op);
+    check_index_range(idx_n, -1, N, "idx_n", op);
+  }
 }
 
 }  // namespace bdb

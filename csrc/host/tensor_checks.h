@@ -22,6 +22,12 @@ inline void check_on_device(const at::Tensor& t, const char* name, c10::Device d
               device, "), got ", t.device());
 }
 
+// Who checks the range of an index tensor (argmax, idx_p, idx_n): the host, before a CPU kernel reads it,
+// or the device kernel that reads it (a device-side assert, with no host sync). The CUDA entry points say
+// kInKernel also when the emulator runs them on CPU tensors, so the emulated suite tests the kernels' own
+// check rather than a host check the real GPU never runs.
+enum class IndexCheck { kOnHost, kInKernel };
+
 // Every value of the int64 tensor `t` (argument `name` of `op`) lies in [lo, hi). Run on CPU tensors
 // only (a CUDA index is checked where the kernel reads it, without a host sync).
 inline void check_index_range(const at::Tensor& t, int64_t lo, int64_t hi, const char* name, const char* op) {
