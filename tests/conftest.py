@@ -32,6 +32,11 @@ class Backend:
     def is_emulated(self) -> bool:
         return self.name == "cuda-emulated"
 
+    @property
+    def raw_ops(self):
+        """The torch.ops namespace itself, for the internal backward ops that have no public function."""
+        return getattr(torch.ops, self.ops.namespace)
+
 
 # The public functions themselves, as the emulated backend's twins are laid out.
 PUBLIC_OPS = types.SimpleNamespace(

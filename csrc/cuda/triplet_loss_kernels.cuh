@@ -23,10 +23,9 @@ inline LaunchShape triplet_loss_launch() { return {1, kTripletLossThreads}; }
 
 // out: a single value ("mean", "sum"), or N per-anchor losses ("none"). margin is unused when soft.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kTripletLossThreads)
-    triplet_loss_forward_kernel(const scalar_t* __restrict__ d_ap, const scalar_t* __restrict__ d_an,
-                                const int64_t* __restrict__ idx_n, int64_t N, bool soft,
-                                at::opmath_type<scalar_t> margin, int reduction, scalar_t* __restrict__ out) {
+__global__ __launch_bounds__(kTripletLossThreads) void triplet_loss_forward_kernel(
+    const scalar_t* __restrict__ d_ap, const scalar_t* __restrict__ d_an, const int64_t* __restrict__ idx_n,
+    int64_t N, bool soft, at::opmath_type<scalar_t> margin, int reduction, scalar_t* __restrict__ out) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ acc_t totals[kTripletLossThreads];
   __shared__ int64_t counts[kTripletLossThreads];
@@ -58,12 +57,11 @@ __global__ void __launch_bounds__(kTripletLossThreads)
 // grad: the forward output's gradient, read at i * grad_stride (0: one value for "mean"/"sum").
 // Writes d loss / d d_ap and d loss / d d_an of every anchor (0 for an anchor without a negative).
 template <typename scalar_t>
-__global__ void __launch_bounds__(kTripletLossThreads)
-    triplet_loss_backward_kernel(const scalar_t* __restrict__ grad, int64_t grad_stride,
-                                 const scalar_t* __restrict__ d_ap, const scalar_t* __restrict__ d_an,
-                                 const int64_t* __restrict__ idx_n, int64_t N, bool soft,
-                                 at::opmath_type<scalar_t> margin, int reduction, scalar_t* __restrict__ grad_ap,
-                                 scalar_t* __restrict__ grad_an) {
+__global__ __launch_bounds__(kTripletLossThreads) void triplet_loss_backward_kernel(
+    const scalar_t* __restrict__ grad, int64_t grad_stride, const scalar_t* __restrict__ d_ap,
+    const scalar_t* __restrict__ d_an, const int64_t* __restrict__ idx_n, int64_t N, bool soft,
+    at::opmath_type<scalar_t> margin, int reduction, scalar_t* __restrict__ grad_ap,
+    scalar_t* __restrict__ grad_an) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ int64_t counts[kTripletLossThreads];
   const int t = static_cast<int>(threadIdx.x);
