@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,46 +51,42 @@ class KernelResources:
     demangled: str = ""
 
 
-def parse_res_usage(text: str) -> list[KernelResources]:
-    """The bdb kernels (mangled names in namespace bdb) of `cuobjdump -res-usage` output."""
-    out = []
+def _function_lines(text: str, function_header: str) -> Iterator[tuple[str, str, str]]:
+    """(arch, mangled function, line) for each line of `cuobjdump` output that follows a function header
+    (``function_header``: a regex whose group 1 is the name) within an ``arch = sm_XX`` section."""
     arch = "?"
     function = None
     for line in text.splitlines():
         m = re.match(r"\s*arch = (sm_\d+\w*)", line)
         if m:
-            arch = m.group(1)
+            arch, function = m.group(1), None
             continue
-        m = re.match(r"\s*Function (\S+):", line)
+        m = re.match(function_header, line)
         if m:
             function = m.group(1)
             continue
+        if function is not None:
+            yield arch, function, line
+
+
+def parse_res_usage(text: str) -> list[KernelResources]:
+    """The bdb kernels (mangled names in namespace bdb) of `cuobjdump -res-usage` output."""
+    out = []
+    last = None
+    for arch, function, line in _function_lines(text, r"\s*Function (\S+):"):
         m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", line)
-        if m and function is not None:
-            if function.startswith("_ZN3bdb"):
-                reg, stack, shared, local = map(int, m.groups())
-                out.append(KernelResources(arch, function, reg, stack, shared, local))
-            function = None
+        if m and function.startswith("_ZN3bdb") and (arch, function) != last:  # one usage line a function
+            reg, stack, shared, local = map(int, m.groups())
+            out.append(KernelResources(arch, function, reg, stack, shared, local))
+            last = (arch, function)
     return out
 
 
 def parse_sass(text: str) -> dict[tuple[str, str], str]:
     """{(arch, mangled function): its SASS} from `cuobjdump -sass` output."""
     out: dict[tuple[str, str], list[str]] = {}
-    arch = "?"
-    current = None
-    for line in text.splitlines():
-        m = re.match(r"\s*arch = (sm_\d+\w*)", line)
-        if m:
-            arch = m.group(1)
-            current = None
-            continue
-        m = re.match(r"\s*Function : (\S+)", line)
-        if m:
-            current = out.setdefault((arch, m.group(1)), [])
-            continue
-        if current is not None:
-            current.append(line)
+    for arch, function, line in _function_lines(text, r"\s*Function : (\S+)"):
+        out.setdefault((arch, function), []).append(line)
     return {k: "\n".join(v) for k, v in out.items()}
 
 

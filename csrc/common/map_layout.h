@@ -21,21 +21,23 @@ struct MapLayout {
   BDB_INLINE MapPosition locate(int64_t i) const {
     MapPosition p;
     if (channels_last) {
-      p.c = i % C;
-      int64_t t = i / C;
-      p.w = t % W;
-      t /= W;
-      p.h = t % H;
-      p.n = t / H;
+      unravel(i, C, W, H, p.c, p.w, p.h, p.n);
     } else {
-      p.w = i % W;
-      int64_t t = i / W;
-      p.h = t % H;
-      t /= H;
-      p.c = t % C;
-      p.n = t / C;
+      unravel(i, W, H, C, p.w, p.h, p.c, p.n);
     }
     return p;
+  }
+
+ private:
+  // The digits of i in the mixed radix (size0 innermost): i = ((x3 * size2 + x2) * size1 + x1) * size0 + x0.
+  BDB_INLINE static void unravel(int64_t i, int64_t size0, int64_t size1, int64_t size2, int64_t& x0, int64_t& x1,
+                                 int64_t& x2, int64_t& x3) {
+    x0 = i % size0;
+    int64_t t = i / size0;
+    x1 = t % size1;
+    t /= size1;
+    x2 = t % size2;
+    x3 = t / size2;
   }
 };
 

@@ -17,8 +17,10 @@ BDB_INLINE bool is_nan_value(acc_t v) {
   return v != v;
 }
 
-template <typename acc_t>
-BDB_INLINE bool max_candidate_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
+// Is (v, idx) a better candidate than (best_v, best_idx) where the largest value wins (kLargest) or
+// the smallest? Any candidate beats none, NaN beats every number, and of equals the smaller index wins.
+template <bool kLargest, typename acc_t>
+BDB_INLINE bool extreme_candidate_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
   if (idx < 0) return false;
   if (best_idx < 0) return true;
   const bool v_nan = is_nan_value(v);
@@ -27,8 +29,13 @@ BDB_INLINE bool max_candidate_better(acc_t v, int64_t idx, acc_t best_v, int64_t
     if (v_nan && best_nan) return idx < best_idx;
     return v_nan;
   }
-  if (v > best_v) return true;
+  if (kLargest ? v > best_v : v < best_v) return true;
   return v == best_v && idx < best_idx;
+}
+
+template <typename acc_t>
+BDB_INLINE bool max_candidate_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
+  return extreme_candidate_better<true>(v, idx, best_v, best_idx);
 }
 
 // Dropped positions hold 0. They win only when every kept value is below 0 (or none is kept);

@@ -22,15 +22,10 @@ BDB_INLINE bool positive_better(acc_t v, int64_t idx, acc_t best_v, int64_t best
   return max_candidate_better(v, idx, best_v, best_idx);
 }
 
-// Is (v, idx) a better hardest negative than (best_v, best_idx)?
+// Is (v, idx) a better hardest negative than (best_v, best_idx)? The mirror order: the smallest wins.
 template <typename acc_t>
 BDB_INLINE bool negative_better(acc_t v, int64_t idx, acc_t best_v, int64_t best_idx) {
-  if (idx < 0) return false;
-  if (best_idx < 0) return true;
-  const bool v_nan = is_nan_value(v);
-  const bool best_nan = is_nan_value(best_v);
-  if (v_nan || best_nan) return v_nan && (!best_nan || idx < best_idx);
-  return v < best_v || (v == best_v && idx < best_idx);
+  return extreme_candidate_better<false>(v, idx, best_v, best_idx);
 }
 
 // Running winners of one anchor (squared distances).

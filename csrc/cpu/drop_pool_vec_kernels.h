@@ -51,6 +51,19 @@ inline bool is_nan(acc_t v) {
   return v != v;
 }
 
+// The largest / smallest lane of v (at::vec::maximum / minimum: a NaN lane wins).
+template <typename acc_t>
+inline acc_t lanes_max(const Vectorized<acc_t>& v) {
+  using Vec = Vectorized<acc_t>;
+  return at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::maximum(a, b); }, v);
+}
+
+template <typename acc_t>
+inline acc_t lanes_min(const Vectorized<acc_t>& v) {
+  using Vec = Vectorized<acc_t>;
+  return at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::minimum(a, b); }, v);
+}
+
 // Which positions of an NCHW plane are kept, built once per call (the rectangle is the same for
 // every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (skipped: never
 // loaded), kept (read as is) or mixed (read through a lane mask). Consecutive kept chunks form one
@@ -163,9 +176,8 @@ bool max_plane_one_pass(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& p
   const Vec take = (val[1] > val[0]) | ((val[1] == val[0]) & (pos[1] < pos[0]));
   const Vec v = Vec::blendv(val[0], val[1], take);
   const Vec at = Vec::blendv(pos[0], pos[1], take);
-  acc_t best = at::vec::vec_reduce_all<acc_t>([](const Vec& x, const Vec& y) { return at::vec::maximum(x, y); }, v);
-  acc_t first = at::vec::vec_reduce_all<acc_t>([](const Vec& x, const Vec& y) { return at::vec::minimum(x, y); },
-                                               Vec::blendv(Vec(sentinel), at, v == Vec(best)));
+  acc_t best = lanes_max(v);
+  acc_t first = lanes_min(Vec::blendv(Vec(sentinel), at, v == Vec(best)));
   // No lane moved although whole chunks were read: every kept value there is -inf.
   if (first == sentinel && !pm.segments.empty()) return false;
   for (int64_t i = pm.whole; i < pm.hw; ++i) {
@@ -196,7 +208,7 @@ void max_plane_scan(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, a
   const Vec lowest(-std::numeric_limits<acc_t>::infinity());
   Vec vmax = lowest;
   for (int64_t i = 0; i < pm.whole; i += L) vmax = at::vec::maximum(vmax, Vec::blendv(lowest, load_acc(p + i), pm.mask(i)));
-  acc_t best = at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::maximum(a, b); }, vmax);
+  acc_t best = lanes_max(vmax);
   for (int64_t i = pm.whole; i < pm.hw; ++i) {
     const acc_t v = static_cast<acc_t>(p[i]);
     if (pm.kept[i] && (v > best || is_nan(v))) best = v;

@@ -34,4 +34,12 @@ struct alignas(sizeof(T) * N) VecOf {
   T v[N];
 };
 
+// A grid-stride loop over blockIdx.x / threadIdx.x, `for (i = grid_stride_first(); i < n; i +=
+// grid_stride_step())`: this thread's first index and the step, both in 64 bits (blockIdx.x *
+// blockDim.x alone can pass 2^31 on a large grid).
+__device__ __forceinline__ int64_t grid_stride_first() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride_step() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
 }  // namespace bdb

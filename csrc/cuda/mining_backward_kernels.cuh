@@ -174,8 +174,7 @@ template <typename index_t>
 __global__ void mining_scatter_pairs_kernel(const int64_t* __restrict__ idx_p, const int64_t* __restrict__ idx_n,
                                             int64_t N, const index_t* __restrict__ offsets,
                                             const index_t* __restrict__ rank, index_t* __restrict__ order) {
-  for (int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; s < 2 * N;
-       s += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t s = grid_stride_first(); s < 2 * N; s += grid_stride_step()) {
     const int64_t key = mining_checked_target(s, N, idx_p, idx_n);
     if (key >= 0) order[offsets[key] + rank[s]] = static_cast<index_t>(s);
   }

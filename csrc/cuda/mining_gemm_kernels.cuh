@@ -117,8 +117,7 @@ __global__ void mining_gemm_bounds_kernel(const scalar_t* __restrict__ x, const 
   // One record per thread for the row being merged: the 16 threads of an anchor merge through here in
   // a fixed order (cheaper than 8 shuffles of a record per step, on the GPU and on the emulator).
   __shared__ MiningGemmRecord<acc_t> row_records[kMiningThreadsPerSide][kMiningThreadsPerSide];
-  const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
-  const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
+  const auto [tx, ty] = mining_thread();
   const int64_t tiles = ceil_div(N, kMiningGemmTile);
   for (int64_t at_ = blockIdx.y; at_ < tiles; at_ += gridDim.y) {
     for (int64_t ct = blockIdx.x; ct < tiles; ct += gridDim.x) {

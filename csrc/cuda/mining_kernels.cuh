@@ -27,8 +27,7 @@ __global__ void pairwise_distance_kernel(const scalar_t* __restrict__ x, const s
                                          bool squared) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ MiningStages<acc_t, kMiningTile, kMiningTileK> st;
-  const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
-  const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
+  const auto [tx, ty] = mining_thread();
   const int64_t row_tiles = ceil_div(N, kMiningTile);
   const int64_t col_tiles = ceil_div(M, kMiningTile);
   // Both loops are block-uniform, so every thread reaches every barrier in mining_tile_accumulate.
@@ -39,15 +38,9 @@ __global__ void pairwise_distance_kernel(const scalar_t* __restrict__ x, const s
       acc_t sum[kMiningMicro][kMiningMicro];
       mining_tile_accumulate<scalar_t, acc_t, VEC, kMiningTile, kMiningTileK, true>(st, x, a0, N, y, b0, M, D, 0, D,
                                                                                    sum);
-#pragma unroll
-      for (int r = 0; r < kMiningMicro; ++r) {
-#pragma unroll
-        for (int c = 0; c < kMiningMicro; ++c) {
-          const int64_t i = a0 + mining_micro_row<kMiningTile>(ty, r);
-          const int64_t j = b0 + mining_micro_row<kMiningTile>(tx, c);
-          if (i < N && j < M) out[i * M + j] = static_cast<scalar_t>(squared ? sum[r][c] : mining_sqrt(sum[r][c]));
-        }
-      }
+      mining_tile_store<kMiningTile>(sum, tx, ty, a0, N, b0, M, [&](int64_t i, int64_t j, acc_t s) {
+        out[i * M + j] = static_cast<scalar_t>(squared ? s : mining_sqrt(s));
+      });
     }
   }
 }
@@ -65,8 +58,7 @@ __global__ void mining_select_kernel(const scalar_t* __restrict__ x, const int64
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ MiningStages<acc_t, kMiningTile, kMiningTileK> st;
   __shared__ int64_t candidate_labels[kMiningTile];
-  const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
-  const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
+  const auto [tx, ty] = mining_thread();
   const int64_t tiles = ceil_div(N, kMiningTile);
   for (int64_t anchor_tile = blockIdx.x; anchor_tile < tiles; anchor_tile += gridDim.x) {
     for (int64_t split = blockIdx.y; split < splits; split += gridDim.y) {
@@ -159,8 +151,7 @@ __global__ void mining_splitk_kernel(const scalar_t* __restrict__ a, int64_t N, 
                                      at::opmath_type<scalar_t>* __restrict__ partial) {
   using acc_t = at::opmath_type<scalar_t>;
   __shared__ MiningStages<acc_t, kMiningTile, kMiningTileK> st;
-  const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
-  const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
+  const auto [tx, ty] = mining_thread();
   const int64_t col_tiles = ceil_div(M, kMiningTile);
   const int64_t tile_pairs = ceil_div(N, kMiningTile) * col_tiles;
   for (int64_t pair = blockIdx.x; pair < tile_pairs; pair += gridDim.x) {
@@ -172,15 +163,8 @@ __global__ void mining_splitk_kernel(const scalar_t* __restrict__ a, int64_t N, 
       acc_t sum[kMiningMicro][kMiningMicro];
       mining_tile_accumulate<scalar_t, acc_t, VEC, kMiningTile, kMiningTileK, true>(st, a, a0, N, b, b0, M, D,
                                                                                    k_begin, k_end, sum);
-#pragma unroll
-      for (int r = 0; r < kMiningMicro; ++r) {
-#pragma unroll
-        for (int c = 0; c < kMiningMicro; ++c) {
-          const int64_t i = a0 + mining_micro_row<kMiningTile>(ty, r);
-          const int64_t j = b0 + mining_micro_row<kMiningTile>(tx, c);
-          if (i < N && j < M) partial[(ks * N + i) * M + j] = sum[r][c];
-        }
-      }
+      mining_tile_store<kMiningTile>(sum, tx, ty, a0, N, b0, M,
+                                     [&](int64_t i, int64_t j, acc_t s) { partial[(ks * N + i) * M + j] = s; });
     }
   }
 }
@@ -219,8 +203,7 @@ template <typename scalar_t>
 __global__ void pairwise_splitk_finalize_kernel(const at::opmath_type<scalar_t>* __restrict__ partial, int64_t numel,
                                                 int64_t ksplits, bool squared, scalar_t* __restrict__ out) {
   using acc_t = at::opmath_type<scalar_t>;
-  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < numel;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t e = grid_stride_first(); e < numel; e += grid_stride_step()) {
     acc_t s = acc_t(0);
 #pragma unroll 4
     for (int64_t ks = 0; ks < ksplits; ++ks) s += partial[ks * numel + e];

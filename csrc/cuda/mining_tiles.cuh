@@ -94,6 +94,15 @@ struct MiningChunkLoader {
   }
 };
 
+// Thread (tx, ty) of the 16 x 16 block: its register block holds rows of a by ty, rows of b by tx.
+struct MiningThread {
+  int tx, ty;
+};
+__device__ inline MiningThread mining_thread() {
+  const int t = static_cast<int>(threadIdx.x);
+  return {t % kMiningThreadsPerSide, t / kMiningThreadsPerSide};
+}
+
 // Row (of the tile) of a thread's register-block entry r (ty for a's rows, tx for b's).
 template <int kTile>
 BDB_INLINE int mining_micro_row(int t, int r) {
@@ -110,8 +119,7 @@ __device__ inline void mining_micro_chunk(const acc_t (&sa)[kK][kTile + kMiningS
   constexpr int kM = kTile / kMiningThreadsPerSide;
   constexpr int kHalf = kM / 2;
   using Half = VecOf<acc_t, kHalf>;
-  const int tx = static_cast<int>(threadIdx.x) % kMiningThreadsPerSide;
-  const int ty = static_cast<int>(threadIdx.x) / kMiningThreadsPerSide;
+  const auto [tx, ty] = mining_thread();
   acc_t part[kM][kM];
 #pragma unroll
   for (int r = 0; r < kM; ++r) {
@@ -180,6 +188,24 @@ __device__ inline void mining_tile_accumulate(MiningStages<acc_t, kTile, kK>& st
     stage ^= 1;
   }
   __syncthreads();  // the last stage is read before the next call writes stage 0
+}
+
+// Hands store(i, j, value) each entry of thread (tx, ty)'s register block of the tile (rows a0.. of
+// a, rows b0.. of b) that lies inside the a_rows x b_rows result.
+template <int kTile, typename acc_t, typename Store>
+__device__ inline void mining_tile_store(const acc_t (&acc)[kTile / kMiningThreadsPerSide][kTile / kMiningThreadsPerSide],
+                                         int tx, int ty, int64_t a0, int64_t a_rows, int64_t b0, int64_t b_rows,
+                                         Store store) {
+  constexpr int kM = kTile / kMiningThreadsPerSide;
+#pragma unroll
+  for (int r = 0; r < kM; ++r) {
+#pragma unroll
+    for (int c = 0; c < kM; ++c) {
+      const int64_t i = a0 + mining_micro_row<kTile>(ty, r);
+      const int64_t j = b0 + mining_micro_row<kTile>(tx, c);
+      if (i < a_rows && j < b_rows) store(i, j, acc[r][c]);
+    }
+  }
 }
 
 template <typename acc_t>

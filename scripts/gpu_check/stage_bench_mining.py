@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 
 from bdb_ext import reference
-from bench_common import compile_fn, time_group
+from bench_common import compile_fn, measure_cases, over_fused, speedup_targets, time_group
 from common import Stage, load_ops, run_stage
 from perf import model_available, predicted
 from timing import peak_bytes
@@ -77,9 +78,7 @@ def run_case(stage: Stage, variants: dict[str, Callable[..., torch.Tensor]], n: 
     if fused_t.get("median_us"):
         row.update(predicted("mining_loss", pass_, {"N": n, "D": d}, torch.float32))
         row["pct_of_floor"] = round(100 * row["floor_us"] / fused_t["median_us"], 1) if row["floor_us"] else None
-        for name in ("reference", "mask", "pml", "compiled"):
-            median = timed.get(name, {}).get("median_us")
-            row[f"{name}_over_fused"] = round(median / fused_t["median_us"], 3) if median else None
+        row.update(over_fused(timed, fused_t["median_us"], ("reference", "mask", "pml", "compiled")))
         if fused_t.get("peak_bytes") is not None:
             row["fused_peak_below_nxn"] = fused_t["peak_bytes"] < row["nxn_float32_bytes"]
     return row
@@ -89,12 +88,8 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         label = f"mining {r['pass']} N={r['N']} D={r['D']}"
-        if r.get("compiled_over_fused") is not None:
-            out.append({"target": f"{label}: fused >= compiled", "value": r["compiled_over_fused"],
-                        "met": r["compiled_over_fused"] >= 1.0})
-        if (r["N"], r["D"], r["pass"]) == (128, 1536, "fwd+bwd") and r.get("reference_over_fused") is not None:
-            out.append({"target": f"{label}: >= {TARGET_VS_REFERENCE_N128}x reference",
-                        "value": r["reference_over_fused"], "met": r["reference_over_fused"] >= TARGET_VS_REFERENCE_N128})
+        reference_case = (r["N"], r["D"], r["pass"]) == (128, 1536, "fwd+bwd")
+        out += speedup_targets(label, r, TARGET_VS_REFERENCE_N128 if reference_case else None)
         if r["N"] == 4096 and "fused_peak_below_nxn" in r:
             out.append({"target": f"{label}: no N x N allocation", "value": r["variants"]["fused"]["peak_bytes"],
                         "met": r["fused_peak_below_nxn"]})
@@ -120,21 +115,9 @@ def body(stage: Stage) -> None:
     else:
         variants["pml"] = pml
     variants["compiled"] = compile_fn(stage, reference.triplet_loss_reference_code)
-    rows: list[dict[str, Any]] = []
-    stage.results.update(cases=rows, skipped=[], variants=list(variants))
-    for n, d in sizes:
-        for pass_ in PASSES:
-            label = f"N={n} D={d} {pass_}"
-            if stage.out_of_time(reserve_s=10):
-                stage.results["skipped"].append(label)
-                continue
-            print(f"[bench_mining] {label}", flush=True)
-            rows.append(run_case(stage, variants, n, d, pass_))
-            stage.results["targets"] = targets(rows)
-            stage.checkpoint()
-    if stage.results["skipped"]:
-        stage.note(f"out of time: {len(stage.results['skipped'])} cases not measured")
-        stage.status_override = "timeout"
+    stage.results.update(cases=[], skipped=[], variants=list(variants))
+    rows = measure_cases(stage, ((f"N={n} D={d} {pass_}", partial(run_case, stage, variants, n, d, pass_))
+                                 for n, d in sizes for pass_ in PASSES), targets)
     first = next((r for r in rows if r["pass"] == "fwd+bwd"), None)
     if first and first["variants"].get("fused", {}).get("median_us"):
         stage.headline = (f"fwd+bwd N={first['N']} D={first['D']}: fused {first['variants']['fused']['median_us']:.1f} us, "

@@ -11,12 +11,13 @@ ratios reference / fused and compiled / fused. The kernels.md targets are evalua
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import torch
 
 from bdb_ext import reference
-from bench_common import compile_fn, time_group
+from bench_common import compile_fn, measure_cases, over_fused, speedup_targets, time_group
 from common import Stage, load_ops, run_stage
 from perf import DTYPE_NAMES, model_available, predicted, rate_row
 from timing import interleaved_times, summarize_times
@@ -113,9 +114,7 @@ def run_case(stage: Stage, fns: dict[str, Any], op: str, pass_: str, layout: str
         pred = predicted(op, pass_, {**dict(zip("NCHW", shape)), "drop_rows": rect[2] / shape[2]}, dtype)
         row.update(pred)
         row.update(rate_row(fused, nominal_bytes(op, pass_, shape, dtype), copy_gbps, pred["floor_us"]))
-        for other in ("reference", "compiled"):
-            median = variants.get(other, {}).get("median_us")
-            row[f"{other}_over_fused"] = round(median / fused, 3) if median else None
+        row.update(over_fused(variants, fused, ("reference", "compiled")))
     return row
 
 
@@ -124,13 +123,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         label = f"{r['op']} {r['pass']} {r['layout']} {r['dtype']}"
-        if r.get("compiled_over_fused") is not None:
-            out.append({"target": f"{label}: fused >= compiled", "value": r["compiled_over_fused"],
-                        "met": r["compiled_over_fused"] >= 1.0})
-        if r["pass"] == "fwd+bwd" and r.get("reference_over_fused") is not None:
-            want = TARGET_VS_REFERENCE[r["op"]]
-            out.append({"target": f"{label}: >= {want}x reference", "value": r["reference_over_fused"],
-                        "met": r["reference_over_fused"] >= want})
+        out += speedup_targets(label, r, TARGET_VS_REFERENCE[r["op"]] if r["pass"] == "fwd+bwd" else None)
         if r["pass"] == "fwd+bwd" and r["op"] == "drop_pool_max" and r.get("pct_of_floor") is not None:
             out.append({"target": f"{label}: >= {TARGET_PCT_OF_FLOOR}% of the HBM floor", "value": r["pct_of_floor"],
                         "met": r["pct_of_floor"] >= TARGET_PCT_OF_FLOOR})
@@ -151,22 +144,10 @@ def body(stage: Stage) -> None:
     stage.headline = f"D2D copy {copy_gbps} GB/s"
     stage.checkpoint()
     fns = _forward_fns(stage, ops, paper_rect(shape[2], shape[3]))
-    rows = stage.results["cases"]
-    for dtype in DTYPES:
-        for layout in LAYOUTS:
-            for op in OPS:
-                for pass_ in PASSES:
-                    label = f"{op} {pass_} {layout} {DTYPE_NAMES[dtype]}"
-                    if stage.out_of_time(reserve_s=10):
-                        stage.results["skipped"].append(label)
-                        continue
-                    print(f"[bench_ops] {label}", flush=True)
-                    rows.append(run_case(stage, fns, op, pass_, layout, dtype, shape, copy_gbps))
-                    stage.results["targets"] = targets(rows)
-                    stage.checkpoint()
-    if stage.results["skipped"]:
-        stage.note(f"out of time: {len(stage.results['skipped'])} cases not measured")
-        stage.status_override = "timeout"
+    cases = ((f"{op} {pass_} {layout} {DTYPE_NAMES[dtype]}",
+              partial(run_case, stage, fns, op, pass_, layout, dtype, shape, copy_gbps))
+             for dtype in DTYPES for layout in LAYOUTS for op in OPS for pass_ in PASSES)
+    rows = measure_cases(stage, cases, targets)
     head = next((r for r in rows if r["op"] == "drop_pool_max" and r["pass"] == "fwd+bwd"), None)
     if head and head["variants"].get("fused", {}).get("median_us"):
         stage.headline = (f"copy {copy_gbps} GB/s; drop_pool fwd+bwd {head['layout']} {head['dtype']}: "

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -116,33 +117,77 @@ bdb::RectArg rect_arg(const Case& c, const int64_t* device_rect) {
   return arg;
 }
 
+// The case's rectangle in a heap allocation of its own, as a kernel reads a device-resident one
+// (rect_arg passes it when c.rect_on_device).
+std::unique_ptr<int64_t[]> device_rect_of(const Case& c) {
+  auto rect = std::make_unique<int64_t[]>(4);
+  std::copy(c.rect, c.rect + 4, rect.get());
+  return rect;
+}
+
+// An exact-size buffer holding `host`.
+template <class T>
+Buffer<T> upload(const std::vector<T>& host, bool misaligned) {
+  Buffer<T> b(static_cast<int64_t>(host.size()), misaligned);
+  std::copy(host.begin(), host.end(), b.data);
+  return b;
+}
+
+// An elementwise kernel over n elements, VEC at a time, in the launch shape the host code uses.
+template <int VEC, class Kernel, class... Args>
+void launch_elementwise(Kernel kernel, int64_t n, Args... args) {
+  const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
+  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
+                    args...);
+}
+
+// Counts the launch just made; false (reported as a failure of `what`) when the emulator refused it.
+bool launched(const std::string& what) {
+  ++g_checks;
+  if (const std::string e = emulator_error(); !e.empty()) {
+    fail(what + ": " + e);
+    return false;
+  }
+  return true;
+}
+
+// An element of a case's map, for failure messages.
+struct Position {
+  int64_t n, c, h, w;
+  std::string text() const {
+    return "(" + std::to_string(n) + "," + std::to_string(c) + "," + std::to_string(h) + "," + std::to_string(w) + ")";
+  }
+};
+// The first (n, c, h, w) of the case's map, in NCHW order, where right(n, c, h, w) is false.
+template <class Right>
+std::optional<Position> first_wrong(const Case& c, Right right) {
+  for (int64_t nn = 0; nn < c.N; ++nn)
+    for (int64_t ch = 0; ch < c.C; ++ch)
+      for (int64_t h = 0; h < c.H; ++h)
+        for (int64_t w = 0; w < c.W; ++w) {
+          if (!right(nn, ch, h, w)) return Position{nn, ch, h, w};
+        }
+  return std::nullopt;
+}
+
 template <class T, int VEC>
 void check_drop_block(const Case& c, bool misaligned) {
   const std::string what = describe(c, type_name<T>(), VEC, misaligned ? "drop_block_kernel(misaligned)" : "drop_block_kernel");
   const std::vector<T> host = make_input<T>(c, 1);
   const int64_t n = static_cast<int64_t>(host.size());
-  Buffer<T> x(n, misaligned), y(n, misaligned);
-  std::copy(host.begin(), host.end(), x.data);
-  auto device_rect = std::make_unique<int64_t[]>(4);
-  std::copy(c.rect, c.rect + 4, device_rect.get());
+  const Buffer<T> x = upload(host, misaligned);
+  Buffer<T> y(n, misaligned);
+  const auto device_rect = device_rect_of(c);
   const bdb::MapLayout map{c.N, c.C, c.H, c.W, c.channels_last};
-  const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
-  auto kernel = bdb::drop_block_kernel<T, VEC>;
-  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
-                    x.data, y.data, map, rect_arg<T, VEC>(c, device_rect.get()));
-  ++g_checks;
-  if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
+  launch_elementwise<VEC>(bdb::drop_block_kernel<T, VEC>, n, x.data, y.data, map,
+                          rect_arg<T, VEC>(c, device_rect.get()));
+  if (!launched(what)) return;
   const bdb::DropRect r = clamped_rect(c);
-  for (int64_t nn = 0; nn < c.N; ++nn)
-    for (int64_t ch = 0; ch < c.C; ++ch)
-      for (int64_t h = 0; h < c.H; ++h)
-        for (int64_t w = 0; w < c.W; ++w) {
-          const int64_t o = offset_of(c, nn, ch, h, w);
-          const double want = r.dropped(h, w) ? 0.0 : as_double(host[o]);
-          if (as_double(y.data[o]) != want) {
-            return fail(what + ": wrong value at offset " + std::to_string(o));
-          }
-        }
+  const auto wrong = first_wrong(c, [&](int64_t nn, int64_t ch, int64_t h, int64_t w) {
+    const int64_t o = offset_of(c, nn, ch, h, w);
+    return as_double(y.data[o]) == (r.dropped(h, w) ? 0.0 : as_double(host[o]));
+  });
+  if (wrong) fail(what + ": wrong value at " + wrong->text());
 }
 
 // drop_block_strided_kernel: the case's tensor read through its strides (channels_last storage when
@@ -153,28 +198,21 @@ void check_drop_block_strided(const Case& c) {
   const std::string what = describe(c, type_name<T>(), VEC, "drop_block_strided_kernel");
   const std::vector<T> host = make_input<T>(c, 4);
   const int64_t n = static_cast<int64_t>(host.size());
-  Buffer<T> x(n, false), y(n, false);
-  std::copy(host.begin(), host.end(), x.data);
-  auto device_rect = std::make_unique<int64_t[]>(4);
-  std::copy(c.rect, c.rect + 4, device_rect.get());
+  const Buffer<T> x = upload(host, false);
+  Buffer<T> y(n, false);
+  const auto device_rect = device_rect_of(c);
   const bdb::MapStrides xs = c.channels_last ? bdb::MapStrides{c.H * c.W * c.C, 1, c.W * c.C, c.C}
                                              : bdb::MapStrides{c.C * c.H * c.W, c.H * c.W, c.W, 1};
   const bdb::MapLayout map{c.N, c.C, c.H, c.W, false};
-  const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
-  auto kernel = bdb::drop_block_strided_kernel<T, VEC>;
-  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
-                    x.data, xs, y.data, map, rect_arg<T, VEC>(c, device_rect.get()));
-  ++g_checks;
-  if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
+  launch_elementwise<VEC>(bdb::drop_block_strided_kernel<T, VEC>, n, x.data, xs, y.data, map,
+                          rect_arg<T, VEC>(c, device_rect.get()));
+  if (!launched(what)) return;
   const bdb::DropRect r = clamped_rect(c);
-  for (int64_t nn = 0; nn < c.N; ++nn)
-    for (int64_t ch = 0; ch < c.C; ++ch)
-      for (int64_t h = 0; h < c.H; ++h)
-        for (int64_t w = 0; w < c.W; ++w) {
-          const int64_t o = ((nn * c.C + ch) * c.H + h) * c.W + w;
-          const double want = r.dropped(h, w) ? 0.0 : as_double(host[offset_of(c, nn, ch, h, w)]);
-          if (as_double(y.data[o]) != want) return fail(what + ": wrong value at NCHW offset " + std::to_string(o));
-        }
+  const auto wrong = first_wrong(c, [&](int64_t nn, int64_t ch, int64_t h, int64_t w) {
+    const double want = r.dropped(h, w) ? 0.0 : as_double(host[offset_of(c, nn, ch, h, w)]);
+    return as_double(y.data[((nn * c.C + ch) * c.H + h) * c.W + w]) == want;  // y is NCHW
+  });
+  if (wrong) fail(what + ": wrong value at " + wrong->text());
 }
 
 // Reference drop_pool: value and argmax per (n, c), docs/kernels.md semantics.
@@ -220,12 +258,10 @@ void check_pool(const Case& c) {
   const char* kname = c.channels_last ? "drop_pool_channels_kernel" : "drop_pool_planes_kernel";
   const std::string what = describe(c, type_name<T>(), VEC, kname) + (IS_MAX ? " max" : " avg");
   const std::vector<T> host = make_input<T>(c, 2);
-  Buffer<T> x(static_cast<int64_t>(host.size()), false);
-  std::copy(host.begin(), host.end(), x.data);
+  const Buffer<T> x = upload(host, false);
   Buffer<T> out(c.N * c.C, false);
   Buffer<int64_t> argmax(c.N * c.C, false);
-  auto device_rect = std::make_unique<int64_t[]>(4);
-  std::copy(c.rect, c.rect + 4, device_rect.get());
+  const auto device_rect = device_rect_of(c);
   const bdb::RectArg rect = rect_arg<T, VEC>(c, device_rect.get());
   int64_t* ap = IS_MAX ? argmax.data : nullptr;
   if (c.channels_last) {
@@ -240,8 +276,7 @@ void check_pool(const Case& c) {
     BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
                       x.data, out.data, ap, c.N * c.C, c.H, c.W, shape.group, rect);
   }
-  ++g_checks;
-  if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
+  if (!launched(what)) return;
   const Pooled want = reference_pool(c, host, IS_MAX);
   for (int64_t i = 0; i < c.N * c.C; ++i) {
     const double got = as_double(out.data[i]);
@@ -269,35 +304,24 @@ void check_pool_backward(const Case& c) {
     argmax.data[i] = fwd.argmax[i];
   }
   Buffer<T> dx(n, false);
-  auto device_rect = std::make_unique<int64_t[]>(4);
-  std::copy(c.rect, c.rect + 4, device_rect.get());
+  const auto device_rect = device_rect_of(c);
   const bdb::MapLayout map{c.N, c.C, c.H, c.W, c.channels_last};
-  const bdb::LaunchShape shape = bdb::elementwise_launch(n, VEC);
-  auto kernel = bdb::drop_pool_backward_kernel<T, VEC, IS_MAX>;
-  BDB_LAUNCH_KERNEL(kernel, dim3(static_cast<unsigned>(shape.blocks)), dim3(shape.threads), bdb_emu::Stream{},
-                    grad_out.data, c.C, int64_t{1}, IS_MAX ? argmax.data : nullptr, dx.data, map,
-                    rect_arg<T, VEC>(c, device_rect.get()));
-  ++g_checks;
-  if (const std::string e = emulator_error(); !e.empty()) return fail(what + ": " + e);
+  launch_elementwise<VEC>(bdb::drop_pool_backward_kernel<T, VEC, IS_MAX>, n, grad_out.data, c.C, int64_t{1},
+                          IS_MAX ? argmax.data : nullptr, dx.data, map, rect_arg<T, VEC>(c, device_rect.get()));
+  if (!launched(what)) return;
   const bdb::DropRect r = clamped_rect(c);
-  for (int64_t nn = 0; nn < c.N; ++nn)
-    for (int64_t ch = 0; ch < c.C; ++ch)
-      for (int64_t h = 0; h < c.H; ++h)
-        for (int64_t w = 0; w < c.W; ++w) {
-          const int64_t plane = nn * c.C + ch;
-          const double g = as_double(grad_out.data[plane]);
-          double want = 0.0;
-          if (IS_MAX) {
-            want = argmax.data[plane] == h * c.W + w ? g : 0.0;
-          } else {
-            want = r.dropped(h, w) ? 0.0 : g / static_cast<double>(c.H * c.W);
-          }
-          const double got = as_double(dx.data[offset_of(c, nn, ch, h, w)]);
-          if (!close(got, want, tol<T>())) {
-            return fail(what + ": dx wrong at (" + std::to_string(nn) + "," + std::to_string(ch) + "," +
-                        std::to_string(h) + "," + std::to_string(w) + ")");
-          }
-        }
+  const auto wrong = first_wrong(c, [&](int64_t nn, int64_t ch, int64_t h, int64_t w) {
+    const int64_t plane = nn * c.C + ch;
+    const double g = as_double(grad_out.data[plane]);
+    double want = 0.0;
+    if (IS_MAX) {
+      want = argmax.data[plane] == h * c.W + w ? g : 0.0;
+    } else {
+      want = r.dropped(h, w) ? 0.0 : g / static_cast<double>(c.H * c.W);
+    }
+    return close(as_double(dx.data[offset_of(c, nn, ch, h, w)]), want, tol<T>());
+  });
+  if (wrong) fail(what + ": dx wrong at " + wrong->text());
 }
 
 template <class T, int VEC>
