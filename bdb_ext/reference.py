@@ -19,6 +19,7 @@ __all__ = [
     "hard_example_mining",
     "hard_example_mining_mask",
     "pairwise_distance",
+    "triplet_loss_from_mined",
     "triplet_loss_mask_form",
     "triplet_loss_reference_code",
 ]
@@ -200,6 +201,14 @@ def batch_hard_triplet_loss(
     soft margin log(1 + exp(d_ap - d_an)) or hard margin max(0, d_ap - d_an + margin), averaged over
     the anchors that have a negative."""
     d_ap, d_an, _, idx_n = batch_hard_mine(x, labels)
+    return triplet_loss_from_mined(d_ap, d_an, idx_n, margin, reduction)
+
+
+def triplet_loss_from_mined(
+    d_ap: torch.Tensor, d_an: torch.Tensor, idx_n: torch.Tensor, margin: float | None = None, reduction: str = "mean"
+) -> torch.Tensor:
+    """bdb_ext.ops' fused loss on mined distances in eager PyTorch: an anchor without a negative (idx_n = -1,
+    d_an = inf) contributes 0 and no inf enters the arithmetic (its d_an is replaced by its d_ap)."""
     has_n = idx_n >= 0
     gap = d_ap - torch.where(has_n, d_an, d_ap)
     per = F.softplus(gap) if margin is None else F.relu(gap + margin)

@@ -17,6 +17,7 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bdb_ext
+from bdb_ext import reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -41,27 +42,13 @@ def _mined(n: int, seed: int, dtype=torch.float64, device="cpu", missing: float 
     return d_ap.to(dtype=dtype, device=device), d_an.to(dtype=dtype, device=device), idx_n.to(device)
 
 
-def _eager(d_ap, d_an, idx_n, margin, reduction):
-    """The eager form the fused op replaces (bdb_ext.ops.mining before it), in float64."""
-    has_negative = idx_n >= 0
-    d_an = torch.where(has_negative, d_an, d_ap)
-    gap = d_ap - d_an
-    per_anchor = F.softplus(gap) if margin is None else F.relu(gap + margin)
-    per_anchor = torch.where(has_negative, per_anchor, torch.zeros_like(per_anchor))
-    if reduction == "none":
-        return per_anchor
-    if reduction == "sum":
-        return per_anchor.sum()
-    return per_anchor.sum() / has_negative.sum().clamp(min=1).to(per_anchor.dtype)
-
-
 def _check_against_eager(backend, d_ap, d_an, idx_n, margin, reduction, rtol=None, atol=None):
     d_ap = d_ap.detach().requires_grad_()
     d_an = d_an.detach().requires_grad_()
     out = _ops(backend).triplet_loss_from_mined(d_ap, d_an, idx_n, margin, reduction)
     assert out.dtype == d_ap.dtype and out.shape == (d_ap.shape if reduction == "none" else ())
     ra, rn = (t.detach().cpu().double().requires_grad_() for t in (d_ap, d_an))
-    ref = _eager(ra, rn, idx_n.cpu(), margin, reduction)
+    ref = reference.triplet_loss_from_mined(ra, rn, idx_n.cpu(), margin, reduction)
     torch.testing.assert_close(out.detach().cpu().double(), ref.detach(), rtol=rtol, atol=atol)
     weight = torch.linspace(0.5, 1.5, out.numel(), dtype=torch.float64).reshape(out.shape)
     g_ap, g_an = torch.autograd.grad((out * weight.to(out)).sum(), (d_ap, d_an))

@@ -30,11 +30,12 @@ constexpr double kSoftplusThreshold = 20.0;
 // both give bitwise the same sum.
 constexpr int kTripletReduceWidth = 256;
 
-// The loss of one anchor, in the accumulation type. margin is ignored when soft.
-template <typename acc_t>
-BDB_INLINE acc_t triplet_anchor_loss(acc_t d_ap, acc_t d_an, bool has_negative, bool soft, acc_t margin) {
-  if (!has_negative) return acc_t(0);
-  const acc_t gap = d_ap - d_an;
+// The loss of anchor i of the mined arrays, in the accumulation type. margin is ignored when soft.
+template <typename acc_t, typename scalar_t>
+BDB_INLINE acc_t triplet_anchor_loss(const scalar_t* d_ap, const scalar_t* d_an, const int64_t* idx_n, int64_t i,
+                                     bool soft, acc_t margin) {
+  if (idx_n[i] < 0) return acc_t(0);  // no negative: d_an[i] is inf and is not read
+  const acc_t gap = static_cast<acc_t>(d_ap[i]) - static_cast<acc_t>(d_an[i]);
   if (soft) return gap > acc_t(kSoftplusThreshold) ? gap : std::log1p(std::exp(gap));
   const acc_t z = gap + margin;
   return z <= acc_t(0) ? acc_t(0) : z;  // relu; NaN propagates as torch.relu
@@ -43,8 +44,7 @@ BDB_INLINE acc_t triplet_anchor_loss(acc_t d_ap, acc_t d_an, bool has_negative, 
 // d loss / d d_ap of one anchor scaled by the incoming gradient g (d loss / d d_an is its negative),
 // in the order torch's softplus_backward and threshold_backward compute it.
 template <typename acc_t>
-BDB_INLINE acc_t triplet_anchor_grad(acc_t g, acc_t d_ap, acc_t d_an, bool has_negative, bool soft, acc_t margin) {
-  if (!has_negative) return acc_t(0);
+BDB_INLINE acc_t triplet_anchor_grad(acc_t g, acc_t d_ap, acc_t d_an, bool soft, acc_t margin) {
   const acc_t gap = d_ap - d_an;
   if (soft) {
     if (gap > acc_t(kSoftplusThreshold)) return g;
@@ -61,6 +61,23 @@ template <typename acc_t>
 BDB_INLINE acc_t triplet_reduced_grad(acc_t grad, int reduction, int64_t count) {
   if (reduction != kTripletMean) return grad;
   return grad / static_cast<acc_t>(count > 0 ? count : 1);
+}
+
+// The backward of anchor i: d loss / d d_ap[i] and d loss / d d_an[i] from the forward output's gradient
+// (read at i * grad_stride: 0 for one value) and, for "mean", the number of anchors with a negative. An
+// anchor without a negative gets 0 and its d_an[i] (inf) is not read.
+template <typename acc_t, typename scalar_t>
+BDB_INLINE void triplet_anchor_backward(const scalar_t* grad, int64_t grad_stride, const scalar_t* d_ap,
+                                        const scalar_t* d_an, const int64_t* idx_n, int64_t i, bool soft,
+                                        acc_t margin, int reduction, int64_t count, scalar_t* grad_ap,
+                                        scalar_t* grad_an) {
+  acc_t gi(0);
+  if (idx_n[i] >= 0) {
+    const acc_t g = triplet_reduced_grad<acc_t>(static_cast<acc_t>(grad[i * grad_stride]), reduction, count);
+    gi = triplet_anchor_grad<acc_t>(g, static_cast<acc_t>(d_ap[i]), static_cast<acc_t>(d_an[i]), soft, margin);
+  }
+  grad_ap[i] = static_cast<scalar_t>(gi);
+  grad_an[i] = static_cast<scalar_t>(-gi);
 }
 
 // The reduced loss from the tree's total and count: the total for "sum", total / max(count, 1)

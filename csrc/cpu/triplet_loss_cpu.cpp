@@ -46,9 +46,7 @@ void forward_impl(const scalar_t* d_ap, const scalar_t* d_an, const int64_t* idx
   for (int t = 0; t < kTripletReduceWidth; ++t) {
     acc_t total(0);
     for (int64_t i = t; i < N; i += kTripletReduceWidth) {
-      const bool has = idx_n[i] >= 0;
-      const acc_t d_an_i = has ? static_cast<acc_t>(d_an[i]) : acc_t(0);  // d_an = inf without a negative
-      const acc_t loss = triplet_anchor_loss<acc_t>(static_cast<acc_t>(d_ap[i]), d_an_i, has, soft, margin);
+      const acc_t loss = triplet_anchor_loss<acc_t>(d_ap, d_an, idx_n, i, soft, margin);
       if (reduction == kTripletNone) out[i] = static_cast<scalar_t>(loss);
       total += loss;
     }
@@ -66,23 +64,17 @@ void backward_impl(const scalar_t* grad, int64_t grad_stride, const scalar_t* d_
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t count = reduction == kTripletMean ? count_with_negative(idx_n, N) : 0;
   for (int64_t i = 0; i < N; ++i) {
-    const bool has = idx_n[i] >= 0;
-    const acc_t g = triplet_reduced_grad<acc_t>(static_cast<acc_t>(grad[i * grad_stride]), reduction, count);
-    const acc_t d_an_i = has ? static_cast<acc_t>(d_an[i]) : acc_t(0);
-    const acc_t gi = triplet_anchor_grad<acc_t>(g, static_cast<acc_t>(d_ap[i]), d_an_i, has, soft, margin);
-    grad_ap[i] = static_cast<scalar_t>(gi);
-    grad_an[i] = static_cast<scalar_t>(-gi);
+    triplet_anchor_backward<acc_t>(grad, grad_stride, d_ap, d_an, idx_n, i, soft, margin, reduction, count, grad_ap,
+                                   grad_an);
   }
 }
 
 at::Tensor triplet_loss_from_mined_cpu(const at::Tensor& d_ap_in, const at::Tensor& d_an_in,
                                        const at::Tensor& idx_n_in, std::optional<double> margin,
                                        c10::string_view reduction_name) {
-  const char* op = kForwardOp;
-  const int reduction = parse_triplet_reduction(reduction_name, op);
-  check_triplet_loss_args(d_ap_in, d_an_in, idx_n_in, margin, op);
-  const at::Tensor d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous(), idx_n = idx_n_in.contiguous();
-  at::Tensor out = triplet_loss_output(d_ap, reduction);
+  const TripletLossInput in = prepare_triplet_loss(d_ap_in, d_an_in, idx_n_in, margin, reduction_name, kForwardOp);
+  const at::Tensor &d_ap = in.d_ap, &d_an = in.d_an, &idx_n = in.idx_n, &out = in.out;
+  const int reduction = in.reduction;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kForwardOp, [&] {
     forward_impl<scalar_t>(d_ap.const_data_ptr<scalar_t>(), d_an.const_data_ptr<scalar_t>(),
                            idx_n.const_data_ptr<int64_t>(), d_ap.size(0), !margin.has_value(),
@@ -95,13 +87,11 @@ at::Tensor triplet_loss_from_mined_cpu(const at::Tensor& d_ap_in, const at::Tens
 std::tuple<at::Tensor, at::Tensor> triplet_loss_from_mined_backward_cpu(
     const at::Tensor& grad_in, const at::Tensor& d_ap_in, const at::Tensor& d_an_in, const at::Tensor& idx_n_in,
     std::optional<double> margin, c10::string_view reduction_name) {
-  const char* op = kBackwardOp;
-  const int reduction = parse_triplet_reduction(reduction_name, op);
-  check_triplet_loss_backward_args(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction, op);
-  const at::Tensor grad = grad_in.contiguous(), d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous();
-  const at::Tensor idx_n = idx_n_in.contiguous();
-  at::Tensor grad_ap = at::empty_like(d_ap, at::MemoryFormat::Contiguous);
-  at::Tensor grad_an = at::empty_like(d_an, at::MemoryFormat::Contiguous);
+  const TripletLossGradInput in =
+      prepare_triplet_loss_backward(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction_name, kBackwardOp);
+  const at::Tensor &grad = in.grad, &d_ap = in.d_ap, &d_an = in.d_an, &idx_n = in.idx_n;
+  const at::Tensor &grad_ap = in.grad_ap, &grad_an = in.grad_an;
+  const int reduction = in.reduction;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kBackwardOp, [&] {
     backward_impl<scalar_t>(grad.const_data_ptr<scalar_t>(), reduction == kTripletNone ? 1 : 0,
                             d_ap.const_data_ptr<scalar_t>(), d_an.const_data_ptr<scalar_t>(),

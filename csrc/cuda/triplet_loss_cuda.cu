@@ -23,12 +23,10 @@ constexpr const char* kBackwardOp = "bdb_ext::_triplet_loss_from_mined_backward"
 at::Tensor triplet_loss_from_mined_kernel_device(const at::Tensor& d_ap_in, const at::Tensor& d_an_in,
                                                  const at::Tensor& idx_n_in, std::optional<double> margin,
                                                  c10::string_view reduction_name) {
-  const char* op = kForwardOp;
-  const int reduction = parse_triplet_reduction(reduction_name, op);
-  check_triplet_loss_args(d_ap_in, d_an_in, idx_n_in, margin, op);
   KernelDeviceGuard guard(d_ap_in.device());
-  const at::Tensor d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous(), idx_n = idx_n_in.contiguous();
-  at::Tensor out = triplet_loss_output(d_ap, reduction);
+  const TripletLossInput in = prepare_triplet_loss(d_ap_in, d_an_in, idx_n_in, margin, reduction_name, kForwardOp);
+  const at::Tensor &d_ap = in.d_ap, &d_an = in.d_an, &idx_n = in.idx_n, &out = in.out;
+  const int reduction = in.reduction;
   if (out.numel() == 0) return out;  // "none" over no anchors
   const LaunchShape shape = triplet_loss_launch();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kForwardOp, [&] {
@@ -46,14 +44,12 @@ at::Tensor triplet_loss_from_mined_kernel_device(const at::Tensor& d_ap_in, cons
 std::tuple<at::Tensor, at::Tensor> triplet_loss_from_mined_backward_kernel_device(
     const at::Tensor& grad_in, const at::Tensor& d_ap_in, const at::Tensor& d_an_in, const at::Tensor& idx_n_in,
     std::optional<double> margin, c10::string_view reduction_name) {
-  const char* op = kBackwardOp;
-  const int reduction = parse_triplet_reduction(reduction_name, op);
-  check_triplet_loss_backward_args(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction, op);
   KernelDeviceGuard guard(d_ap_in.device());
-  const at::Tensor grad = grad_in.contiguous(), d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous();
-  const at::Tensor idx_n = idx_n_in.contiguous();
-  at::Tensor grad_ap = at::empty_like(d_ap, at::MemoryFormat::Contiguous);
-  at::Tensor grad_an = at::empty_like(d_an, at::MemoryFormat::Contiguous);
+  const TripletLossGradInput in =
+      prepare_triplet_loss_backward(grad_in, d_ap_in, d_an_in, idx_n_in, margin, reduction_name, kBackwardOp);
+  const at::Tensor &grad = in.grad, &d_ap = in.d_ap, &d_an = in.d_an, &idx_n = in.idx_n;
+  const at::Tensor &grad_ap = in.grad_ap, &grad_an = in.grad_an;
+  const int reduction = in.reduction;
   if (d_ap.numel() == 0) return {grad_ap, grad_an};
   const LaunchShape shape = triplet_loss_launch();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, d_ap.scalar_type(), kBackwardOp, [&] {

@@ -33,12 +33,10 @@ __global__ __launch_bounds__(kTripletLossThreads) void triplet_loss_forward_kern
   acc_t total(0);
   int64_t count = 0;
   for (int64_t i = t; i < N; i += kTripletLossThreads) {
-    const bool has = idx_n[i] >= 0;
-    const acc_t d_an_i = has ? static_cast<acc_t>(d_an[i]) : acc_t(0);  // d_an = inf without a negative
-    const acc_t loss = triplet_anchor_loss<acc_t>(static_cast<acc_t>(d_ap[i]), d_an_i, has, soft, margin);
+    const acc_t loss = triplet_anchor_loss<acc_t>(d_ap, d_an, idx_n, i, soft, margin);
     if (reduction == kTripletNone) out[i] = static_cast<scalar_t>(loss);
     total += loss;
-    count += has ? 1 : 0;
+    count += idx_n[i] >= 0 ? 1 : 0;
   }
   if (reduction == kTripletNone) return;  // uniform over the block: no thread waits below
   totals[t] = total;
@@ -77,12 +75,8 @@ __global__ __launch_bounds__(kTripletLossThreads) void triplet_loss_backward_ker
     count = counts[0];
   }
   for (int64_t i = t; i < N; i += kTripletLossThreads) {
-    const bool has = idx_n[i] >= 0;
-    const acc_t g = triplet_reduced_grad<acc_t>(static_cast<acc_t>(grad[i * grad_stride]), reduction, count);
-    const acc_t d_an_i = has ? static_cast<acc_t>(d_an[i]) : acc_t(0);
-    const acc_t gi = triplet_anchor_grad<acc_t>(g, static_cast<acc_t>(d_ap[i]), d_an_i, has, soft, margin);
-    grad_ap[i] = static_cast<scalar_t>(gi);
-    grad_an[i] = static_cast<scalar_t>(-gi);
+    triplet_anchor_backward<acc_t>(grad, grad_stride, d_ap, d_an, idx_n, i, soft, margin, reduction, count, grad_ap,
+                                   grad_an);
   }
 }
 

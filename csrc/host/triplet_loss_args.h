@@ -70,9 +70,46 @@ inline void check_triplet_loss_backward_args(const at::Tensor& grad, const at::T
               grad.device());
 }
 
-// The forward's output: () for "mean" and "sum", (N,) for "none", in d_ap's dtype.
-inline at::Tensor triplet_loss_output(const at::Tensor& d_ap, int reduction) {
-  return reduction == kTripletNone ? at::empty({d_ap.size(0)}, d_ap.options()) : at::empty({}, d_ap.options());
+// What both backends' forward works on: the checked, contiguous inputs, the reduction and the output
+// (() for "mean" and "sum", (N,) for "none", in d_ap's dtype).
+struct TripletLossInput {
+  at::Tensor d_ap, d_an, idx_n, out;
+  int reduction;
+};
+
+inline TripletLossInput prepare_triplet_loss(const at::Tensor& d_ap, const at::Tensor& d_an, const at::Tensor& idx_n,
+                                             const std::optional<double>& margin, std::string_view reduction,
+                                             const char* op) {
+  TripletLossInput in;
+  in.reduction = parse_triplet_reduction(reduction, op);
+  check_triplet_loss_args(d_ap, d_an, idx_n, margin, op);
+  in.d_ap = d_ap.contiguous();
+  in.d_an = d_an.contiguous();
+  in.idx_n = idx_n.contiguous();
+  in.out = in.reduction == kTripletNone ? at::empty({d_ap.size(0)}, d_ap.options()) : at::empty({}, d_ap.options());
+  return in;
+}
+
+// The same for the backward: the checked, contiguous inputs and the two gradients to write.
+struct TripletLossGradInput {
+  at::Tensor grad, d_ap, d_an, idx_n, grad_ap, grad_an;
+  int reduction;
+};
+
+inline TripletLossGradInput prepare_triplet_loss_backward(const at::Tensor& grad, const at::Tensor& d_ap,
+                                                          const at::Tensor& d_an, const at::Tensor& idx_n,
+                                                          const std::optional<double>& margin,
+                                                          std::string_view reduction, const char* op) {
+  TripletLossGradInput in;
+  in.reduction = parse_triplet_reduction(reduction, op);
+  check_triplet_loss_backward_args(grad, d_ap, d_an, idx_n, margin, in.reduction, op);
+  in.grad = grad.contiguous();
+  in.d_ap = d_ap.contiguous();
+  in.d_an = d_an.contiguous();
+  in.idx_n = idx_n.contiguous();
+  in.grad_ap = at::empty_like(in.d_ap, at::MemoryFormat::Contiguous);
+  in.grad_an = at::empty_like(in.d_an, at::MemoryFormat::Contiguous);
+  return in;
 }
 
 }  // namespace bdb
