@@ -36,15 +36,8 @@ from hypothesis import strategies as st
 import bdb_ext
 from bdb_ext import reference
 from bdb_ext.data import RandomIdentitySampler, build_dataset, parse_market_name
-from bdb_ext.evaluation import (
-    cuhk03_rank_metrics,
-    pairwise_distances,
-    rank_metrics,
-    re_ranking,
-    re_ranking_features,
-    recall_at_k,
-    recall_at_k_query_gallery,
-)
+from bdb_ext.evaluation import (cuhk03_rank_metrics, pairwise_distances, rank_metrics, re_ranking,
+                                re_ranking_features, recall_at_k, recall_at_k_query_gallery)
 from bdb_ext.layers.rectangles import draw_drop_rect
 from bdb_ext.losses import BDBLoss
 

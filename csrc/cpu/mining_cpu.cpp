@@ -293,21 +293,16 @@ at::Tensor batch_hard_mine_backward_cpu(const at::Tensor& grad_ap, const at::Ten
                                         const at::Tensor& idx_p_in, const at::Tensor& idx_n_in,
                                         const at::Tensor& d_ap, const at::Tensor& d_an) {
   const char* op = "bdb_ext::_batch_hard_mine_backward";
-  check_mine_backward_args(grad_ap, grad_an, x_in, idx_p_in, idx_n_in, d_ap, d_an, op, IndexCheck::kOnHost);
-  const at::Tensor x = x_in.contiguous();
-  const int64_t N = x.size(0), D = x.size(1);
-  at::Tensor dx = at::empty({N, D}, x.options());
+  const MineGradInput in =
+      prepare_mine_backward(grad_ap, grad_an, x_in, idx_p_in, idx_n_in, d_ap, d_an, op, IndexCheck::kOnHost);
+  const int64_t N = in.x.size(0), D = in.x.size(1);
+  at::Tensor dx = at::empty({N, D}, in.x.options());
   if (dx.numel() == 0) return dx;
-  const at::Tensor idx_p = idx_p_in.contiguous();
-  const at::Tensor idx_n = idx_n_in.contiguous();
-  const int64_t* ip = idx_p.const_data_ptr<int64_t>();
-  const int64_t* in = idx_n.const_data_ptr<int64_t>();
-  const at::Tensor ga = grad_ap.contiguous(), gn = grad_an.contiguous();
-  const at::Tensor da = d_ap.contiguous(), dn = d_an.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::_batch_hard_mine_backward", [&] {
-    mine_backward_cpu_impl<scalar_t>(ga.const_data_ptr<scalar_t>(), gn.const_data_ptr<scalar_t>(),
-                                     x.const_data_ptr<scalar_t>(), ip, in, da.const_data_ptr<scalar_t>(),
-                                     dn.const_data_ptr<scalar_t>(), dx.mutable_data_ptr<scalar_t>(), N, D);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.x.scalar_type(), "bdb_ext::_batch_hard_mine_backward", [&] {
+    mine_backward_cpu_impl<scalar_t>(in.grad_ap.const_data_ptr<scalar_t>(), in.grad_an.const_data_ptr<scalar_t>(),
+                                     in.x.const_data_ptr<scalar_t>(), in.idx_p.const_data_ptr<int64_t>(),
+                                     in.idx_n.const_data_ptr<int64_t>(), in.d_ap.const_data_ptr<scalar_t>(),
+                                     in.d_an.const_data_ptr<scalar_t>(), dx.mutable_data_ptr<scalar_t>(), N, D);
   });
   return dx;
 }

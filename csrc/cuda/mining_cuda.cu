@@ -207,18 +207,16 @@ at::Tensor batch_hard_mine_backward_kernel_device(const at::Tensor& grad_ap_in, 
                                                   const at::Tensor& idx_n_in, const at::Tensor& d_ap_in,
                                                   const at::Tensor& d_an_in) {
   const char* op = "bdb_ext::_batch_hard_mine_backward";
-  check_mine_backward_args(grad_ap_in, grad_an_in, x_in, idx_p_in, idx_n_in, d_ap_in, d_an_in, op,
-                           IndexCheck::kInKernel);
   KernelDeviceGuard guard(x_in.device());
-  const at::Tensor x = x_in.contiguous();
+  const MineGradInput in = prepare_mine_backward(grad_ap_in, grad_an_in, x_in, idx_p_in, idx_n_in, d_ap_in, d_an_in,
+                                                 op, IndexCheck::kInKernel);
+  const at::Tensor &x = in.x, &idx_p = in.idx_p, &idx_n = in.idx_n;
+  const at::Tensor &grad_ap = in.grad_ap, &grad_an = in.grad_an, &d_ap = in.d_ap, &d_an = in.d_an;
   const int64_t N = x.size(0), D = x.size(1);
   // The pair grouping indexes the 2N pairs in int32.
   TORCH_CHECK(2 * N < std::numeric_limits<int32_t>::max(), op, ": at most 2^30 - 1 embeddings, got N = ", N);
   at::Tensor dx = at::empty({N, D}, x.options());
   if (dx.numel() == 0) return dx;
-  const at::Tensor idx_p = idx_p_in.contiguous(), idx_n = idx_n_in.contiguous();
-  const at::Tensor grad_ap = grad_ap_in.contiguous(), grad_an = grad_an_in.contiguous();
-  const at::Tensor d_ap = d_ap_in.contiguous(), d_an = d_an_in.contiguous();
   const MiningBackwardShape shape = mining_backward_launch(N, D);
   // One int32 workspace: fill (N), offsets (N + 1), chunk_offsets (N + 1), order (2N), rank (2N).
   at::Tensor csr = at::empty({7 * N + 2}, x.options().dtype(at::kInt));

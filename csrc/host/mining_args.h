@@ -93,4 +93,17 @@ inline void check_mine_backward_args(const at::Tensor& grad_ap, const at::Tensor
   }
 }
 
+// What _batch_hard_mine_backward works on, for both backends: the checked arguments, contiguous.
+struct MineGradInput {
+  at::Tensor grad_ap, grad_an, x, idx_p, idx_n, d_ap, d_an;
+};
+
+inline MineGradInput prepare_mine_backward(const at::Tensor& grad_ap, const at::Tensor& grad_an, const at::Tensor& x,
+                                           const at::Tensor& idx_p, const at::Tensor& idx_n, const at::Tensor& d_ap,
+                                           const at::Tensor& d_an, const char* op, IndexCheck indices) {
+  check_mine_backward_args(grad_ap, grad_an, x, idx_p, idx_n, d_ap, d_an, op, indices);
+  return {grad_ap.contiguous(), grad_an.contiguous(), x.contiguous(),   idx_p.contiguous(),
+          idx_n.contiguous(),   d_ap.contiguous(),    d_an.contiguous()};
+}
+
 }  // namespace bdb
