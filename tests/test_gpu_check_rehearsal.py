@@ -81,7 +81,9 @@ def test_tests_stage_writes_junit(rehearsal):
     res = load(rehearsal, "tests")["results"]
     assert (rehearsal / "tests.xml").exists()
     assert res["tests"] > 50 and res["failures"] == 0 and res["errors"] == 0
-    assert res["skipped"] == res["tests"]  # no device here: every cuda-backend test skips
+    # No device here: every cuda-backend test skips; the few selected tests that need no device (the cuobjdump
+    # parser on canned output, the fake-CUDA host-sync audit, "cuda" device strings in config checks) pass.
+    assert res["skipped"] >= 0.9 * res["tests"]
 
 
 def test_sanitizer_driver_ran_every_case_clean(rehearsal):
