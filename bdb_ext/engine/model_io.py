@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -38,35 +37,14 @@ def build_model(config: TrainConfig, num_classes: int, pretrained: bool | None =
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
-    """load_checkpoint, with a clear error for a folder and for a file that is not a readable checkpoint.
-
-    torch.load's own errors name neither the file nor the problem: an empty file gives a bare EOFError, a truncated
-    one a RuntimeError from the zip reader, a text file KeyError '101', and random bytes "Unsupported operand 196".
-    """
+    """load_checkpoint (which names the file for an unreadable, truncated or foreign one), with the command line's
+    wording for a folder and an empty file."""
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder; pass a checkpoint file in it, such as "
                                 f"{str(path / 'best.pt')!r}")
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"checkpoint {str(path)!r} is an empty file (was it written completely?)")
-    try:
-        return load_checkpoint(path, map_location="cpu")
-    except OSError:
-        raise  # missing or unreadable: the message names the file
-    except pickle.UnpicklingError as error:
-        # weights_only refuses what is not tensors and plain containers; torch's reason ("Unsupported operand 149",
-        # "Unsupported global ...") is one line of a paragraph about the weights_only default.
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        at = next((i for i, line in enumerate(lines) if "Unpickler error" in line), None)
-        reason = "" if at is None else (lines[at].split("error:", 1)[1].strip() or lines[min(at + 1, len(lines) - 1)])
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or holds objects other than tensors and plain "
-                         f"containers, which are not loaded (weights_only){': ' + reason if reason else ''}"
-                         ) from error
-    except (EOFError, RuntimeError, KeyError, IndexError, ValueError, TypeError) as error:
-        if str(path) in str(error):
-            raise  # load_checkpoint's own message ("does not hold a dict") already names the file
-        first = str(error).split(". ")[0].splitlines()[0] if str(error) else ""
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable PyTorch checkpoint (truncated or corrupt "
-                         f"file?): {type(error).__name__}: {first}") from error
+    return load_checkpoint(path, map_location="cpu")
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu",
