@@ -13,8 +13,8 @@ from torch import nn
 from ..data import ImageRecord
 from ..data.datasets import MetricLearningDataset, ReIDDataset
 from ..distributed import broadcast_object, gather_rows, get_rank, get_world_size, shard_bounds
-from ..evaluation import (ProtocolComparison, RecallResults, ReIDResults, evaluate_recall, evaluate_reid,
-                          extract_features, extract_features_and_flipped)
+from ..evaluation import (OFFICIAL_RANKS, STANDARD_RANKS, ProtocolComparison, RecallResults, ReIDResults,
+                          evaluate_recall, evaluate_reid, extract_features, extract_features_and_flipped)
 from .config import TrainConfig
 from .loaders import test_loader, test_transform
 
@@ -153,7 +153,9 @@ DRY_RUN_MAX_IMAGES = 2048
 def evaluation_metrics(config: TrainConfig, dataset: ReIDDataset | MetricLearningDataset) -> list[str]:
     """The metric names the trainer's evaluation reports for ``dataset`` (what ``best_metric`` may be)."""
     if isinstance(dataset, ReIDDataset):
-        return ["mAP", "mINP", *(f"rank-{k}" for k in (1, 5, 10, 20))]  # ReIDResults' ranks (a CMC of 50)
+        # The ranks the results report: the protocol's ("both" reports the official numbers at the top level).
+        ranks = STANDARD_RANKS if config.eval_protocol == "standard" else OFFICIAL_RANKS
+        return ["mAP", "mINP", *(f"rank-{k}" for k in ranks)]
     return [f"R@{k}" for k in recall_ks(config.dataset)]
 
 
