@@ -186,14 +186,16 @@ def _is_higher_order_functorch() -> bool:
     return len(_differentiating_functorch_levels()) > (1 if on_top_grad else 0)
 
 
-def call_backward_op(op: Callable[..., Any], name: str, *args: Any) -> Any:
-    """Call a backward op from a Function's backward; a second derivative through it is refused.
+def call_backward_op(ops: Any, name: str, *args: Any) -> Any:
+    """Call backward op ``name`` of namespace ``ops`` from a Function's backward; a second derivative through it
+    is refused.
 
     Plain autograd: the op's own registered autograd (``_refuse_double_backward``) raises if the result
     is differentiated again. torch.func: the transform stack says whether a second derivative can
     follow; if not, the op runs without recording (torch.func always backpropagates with
     create_graph=True, and its graph must not hold a Python autograd kernel).
     """
+    op = getattr(ops, name)
     if not torch._C._are_functorch_transforms_active():
         return op(*args)
     if _is_higher_order_functorch():

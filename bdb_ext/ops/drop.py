@@ -107,8 +107,7 @@ class _BatchDropBlock(OpFunction):
     @staticmethod
     def backward(ctx, grad_y):
         (rect,) = ctx.saved_tensors
-        op = ctx.ops._batch_drop_block_backward
-        return None, call_backward_op(op, "_batch_drop_block_backward", grad_y, rect), None
+        return None, call_backward_op(ctx.ops, "_batch_drop_block_backward", grad_y, rect), None
 
     @staticmethod
     def jvp(ctx, _ops_tangent, x_tangent, _rect_tangent):
@@ -184,7 +183,7 @@ class _DropPool(OpFunction):
     def backward(ctx, grad_out, _grad_argmax):
         argmax, rect = ctx.saved_tensors
         grad_x = call_backward_op(
-            ctx.ops._drop_pool_backward, "_drop_pool_backward",
+            ctx.ops, "_drop_pool_backward",
             grad_out, argmax, rect, ctx.mode, ctx.input_size, ctx.channels_last,
         )
         return None, grad_x, None, None

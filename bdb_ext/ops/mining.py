@@ -131,7 +131,7 @@ class _PairwiseDistance(OpFunction):
     def backward(ctx, grad):
         x, y, dist = ctx.saved_tensors
         grad_x, grad_y = call_backward_op(
-            ctx.ops._pairwise_distance_backward, "_pairwise_distance_backward", grad, x, y, dist, ctx.squared
+            ctx.ops, "_pairwise_distance_backward", grad, x, y, dist, ctx.squared
         )
         return None, grad_x, grad_y, None
 
@@ -218,7 +218,7 @@ class _BatchHardMine(OpFunction):
         if grad_an is None:
             grad_an = torch.zeros_like(d_an)
         grad_x = call_backward_op(
-            ctx.ops._batch_hard_mine_backward, "_batch_hard_mine_backward", grad_ap, grad_an, x, idx_p, idx_n,
+            ctx.ops, "_batch_hard_mine_backward", grad_ap, grad_an, x, idx_p, idx_n,
             d_ap, d_an,
         )
         return None, grad_x, None
@@ -310,7 +310,7 @@ class _TripletLossFromMined(OpFunction):
     def backward(ctx, grad):
         d_ap, d_an, idx_n = ctx.saved_tensors
         grad_ap, grad_an = call_backward_op(
-            ctx.ops._triplet_loss_from_mined_backward, "_triplet_loss_from_mined_backward", grad, d_ap, d_an, idx_n,
+            ctx.ops, "_triplet_loss_from_mined_backward", grad, d_ap, d_an, idx_n,
             ctx.margin, ctx.reduction,
         )
         return None, grad_ap, grad_an, None, None, None
