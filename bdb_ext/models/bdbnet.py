@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import NamedTuple
 
@@ -146,13 +145,10 @@ class BDBNet(nn.Module):
         (N / rect_group_size, 4) with ``rect_group_size`` (drawn with the drop layer's generator)."""
         height, width = bdb_map.shape[-2:]
         h_ratio, w_ratio = self.drop_pool.h_ratio, self.drop_pool.w_ratio
-        if self.block_rounding == "floor":
-            # draw_drop_rect rounds ratio * size; k / size * size rounds back to exactly k.
-            h_ratio = math.floor(h_ratio * height) / height
-            w_ratio = math.floor(w_ratio * width) / width
 
         def one() -> torch.Tensor:
-            return draw_drop_rect(height, width, h_ratio, w_ratio, bdb_map.device, self.drop_pool.generator)
+            return draw_drop_rect(height, width, h_ratio, w_ratio, bdb_map.device, self.drop_pool.generator,
+                                  self.block_rounding)
 
         if self.rect_group_size is None:
             return one()
