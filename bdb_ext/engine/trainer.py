@@ -207,10 +207,13 @@ class Trainer:
     def _nonfinite_terms(self, values: torch.Tensor) -> dict[str, float]:
         """The loss terms (by logged name) that are NaN or infinite on any rank, with this rank's values.
 
-        One host sync per step (as GradScaler's own inf check); under torch.distributed the flags are reduced so
-        that every rank takes the same decision and no rank is left waiting in a collective."""
-        flags = all_reduce_mean((~torch.isfinite(values)).float())
-        return {name: value for name, flag, value in zip(_LOSS_TERMS, flags.tolist(), values.tolist()) if flag > 0}
+        One read of five flags to the host per step (as GradScaler's own inf check); the values themselves are read
+        only when a flag is set. Under torch.distributed the flags are reduced so that every rank takes the same
+        decision and no rank is left waiting in a collective."""
+        flags = all_reduce_mean((~torch.isfinite(values)).float()).tolist()
+        if not any(flags):
+            return {}
+        return {name: value for name, flag, value in zip(_LOSS_TERMS, flags, values.tolist()) if flag > 0}
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         """One optimiser step on a batch; returns the five loss values (total first), detached, shape (5,), or
