@@ -278,6 +278,13 @@ acc_of<scalar_t> sum_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>
   return sum;
 }
 
+// Each plane's lines are prefetched into L2 about this many bytes ahead (32 planes at 24 x 8 fp32). The
+// max pass has enough work per plane that the core's out-of-order window spans barely two planes,
+// too few misses in flight for the memory's latency: on the 2-core AMD EPYC, one thread read
+// 128x2048x24x8 fp32 at 16 GB/s without it and 22 GB/s with it (torch.amax: 24 GB/s). The hardware
+// prefetcher fetches the dropped rows' lines anyway, so all of them are prefetched.
+constexpr int64_t kPrefetchBytes = 24 * 1024;
+
 template <typename scalar_t>
 void pool_planes(const DropPoolProblem& pb) {
   using acc_t = acc_of<scalar_t>;
@@ -286,9 +293,15 @@ void pool_planes(const DropPoolProblem& pb) {
   const PlaneMasks<acc_t> pm(m, pb.r);
   const auto* x = static_cast<const scalar_t*>(pb.x);
   auto* out = static_cast<scalar_t*>(pb.out);
+  const int64_t plane_bytes = hw * static_cast<int64_t>(sizeof(scalar_t));
+  const int64_t ahead_planes = std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(plane_bytes, 1));
   at::parallel_for(0, m.N * m.C, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* p = x + plane * hw;
+      if (plane + ahead_planes < end) {
+        const char* ahead = reinterpret_cast<const char*>(p + ahead_planes * hw);
+        for (int64_t b = 0; b < plane_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 2);
+      }
       if (pb.is_max) {
         max_plane(p, pm, !pb.r.empty(), out + plane, pb.argmax + plane);
       } else {
