@@ -47,6 +47,27 @@ def test_mine_path_matches_reference(backend, path, dtype):
         assert torch.equal(a, b), "batch_hard_mine is not bitwise deterministic"
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_cpu_mine_triangle_tasks_any_thread_count(threads):
+    """The CPU forward multiplies the lower block triangle of x x^T in 2T blocks paired into T tasks
+    (csrc/cpu/mining_cpu.cpp): the picks and distances must not depend on T, including the rows
+    whose entries above their block are read from the transposed position."""
+    x = _randn(200, 40, seed=3).float()
+    x[150] = x[10]  # a cross-block duplicate: a zero distance read through the transposed entry
+    labels = pk_labels(50, 4, "cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out = torch.ops.bdb_ext.batch_hard_mine(x, labels)
+        torch.set_num_threads(2)
+        two = torch.ops.bdb_ext.batch_hard_mine(x, labels)
+    finally:
+        torch.set_num_threads(before)
+    assert_mine_matches(out, x, labels, *TOLERANCES[torch.float32])
+    for a, b in zip(out, two):
+        assert torch.equal(a, b), f"{threads} threads and 2 threads disagree"
+
+
 def test_mine_gemm_path_nan_and_inf_rows(backend):
     """NaN and inf rows make the GEMM bounds NaN: their tiles are re-measured and NaN wins as on the CPU."""
     n, d = PATHS["gemm"]
