@@ -2,7 +2,8 @@
 
 Variants (the same loss value on P x K batches):
 - fused: bdb_ext.ops.batch_hard_triplet_loss (batch_hard_mine: the lower block triangle of x x^T, or a
-  GEMM per row block above N = 1024, + direct-form re-measure on the CPU, tiled kernel on CUDA; backward over the 2N chosen pairs);
+  GEMM per row block above N = 1024, + direct-form re-measure on the CPU, tiled kernel on CUDA;
+  backward over the 2N chosen pairs);
 - reference: the published reference code (addmm distance matrix, N x N masks, SoftMarginLoss);
 - mask: the mask form of later re-ID toolkits (fast-reid style multiply-by-mask mining);
 - pml: pytorch-metric-learning's BatchHardMiner + TripletMarginLoss(smooth_loss, margin 0)
