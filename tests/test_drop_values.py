@@ -12,6 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import bdb_ext
 from bdb_ext import reference
 from drop_cases import AVG_TOLERANCE, DTYPES, LAYOUTS, feature_map
 
@@ -224,6 +225,25 @@ def test_max_rules_on_vector_paths(backend, shape, dtype, layout):
         assert argmax.flatten().tolist() == indices, rect
         got = out.double().flatten().tolist()
         assert all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, values)), rect
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_max_rules_hold_at_any_thread_count(threads):
+    """The CPU max settles NCHW planes in groups of one vector width, each group's lanes transposed
+    together; a thread's share of planes starts a group wherever it begins and may end in a short one.
+    Every rule must hold whatever the split (154 planes: not a multiple of any vector width)."""
+    x = planted_maps((2, 77, 24, 8), torch.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        for rect in ([0, 0, 0, 0], [8, 0, 8, 8], [3, 2, 5, 3]):
+            out, argmax = bdb_ext.ops.drop_pool(x, rect, "max")
+            values, indices = expected_max_pool(x, rect)
+            assert argmax.flatten().tolist() == indices, rect
+            got = out.double().flatten().tolist()
+            assert all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, values)), rect
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_pooling_bits_do_not_depend_on_the_instruction_set(tmp_path):

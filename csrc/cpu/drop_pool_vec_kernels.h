@@ -123,17 +123,15 @@ inline void keep_greater(const Vectorized<acc_t>& v, const Vectorized<acc_t>& at
   pos = Vectorized<acc_t>::blendv(pos, at, gt);
 }
 
-// Max over one NCHW plane's kept positions and the first kept position holding it, in one pass:
-// each lane of two accumulators keeps its running max and where it first reached it (vectors go to
-// the accumulators alternately, so positions grow within a lane and a strict `>` keeps the earlier
-// one; positions carried as acc_t, exact below 2^24), dropped lanes read as -inf; the lanes then
-// merge to the max and the smallest position holding it by vector reductions, with no
-// data-dependent branch. A running sum probes for NaN (one add, where a NaN test and an or would
-// be two). Returns false, leaving the plane to max_plane_scan, when the probe turns NaN (a NaN, or
-// +inf and -inf both summed) or every kept value is -inf (no lane moved): both rare.
+// The vector pass of one NCHW plane's max: each lane of two accumulators keeps its running max
+// and where it first reached it (vectors go to the accumulators alternately, so positions grow
+// within a lane and a strict `>` keeps the earlier one; positions carried as acc_t, exact below
+// 2^24), dropped lanes read as -inf; the two merge lane by lane into `val` and `at`. A running sum
+// probes for NaN (one add, where a NaN test and an or would be two). Returns false, leaving the
+// plane to max_plane_scan, when the probe turns NaN (a NaN, or +inf and -inf both summed): rare.
 template <typename scalar_t>
-bool max_plane_one_pass(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, acc_of<scalar_t>& best_out,
-                        int64_t& idx_out) {
+bool max_plane_lanes(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, Vectorized<acc_of<scalar_t>>& val,
+                     Vectorized<acc_of<scalar_t>>& at) {
   using acc_t = acc_of<scalar_t>;
   using Vec = Vectorized<acc_t>;
   constexpr int64_t L = Vec::size();
@@ -168,31 +166,11 @@ bool max_plane_one_pass(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& p
       probe0 = probe0 + v;
     }
   }
-  const Vec val[2] = {val0, val1};
-  const Vec pos[2] = {pos0, pos1};
-  const Vec probe[2] = {probe0, probe1};
-  const Vec probe_sum = probe[0] + probe[1];
+  const Vec probe_sum = probe0 + probe1;
   if (lanes_set<acc_t>(probe_sum != probe_sum) != 0) return false;
-  const Vec take = (val[1] > val[0]) | ((val[1] == val[0]) & (pos[1] < pos[0]));
-  const Vec v = Vec::blendv(val[0], val[1], take);
-  const Vec at = Vec::blendv(pos[0], pos[1], take);
-  acc_t best = lanes_max(v);
-  acc_t first = lanes_min(Vec::blendv(Vec(sentinel), at, v == Vec(best)));
-  // No lane moved although whole chunks were read: every kept value there is -inf.
-  if (first == sentinel && !pm.segments.empty()) return false;
-  for (int64_t i = pm.whole; i < pm.hw; ++i) {
-    if (!pm.kept[i]) continue;
-    const acc_t x = static_cast<acc_t>(p[i]);
-    if (is_nan(x)) return false;
-    if (x > best || (x == best && first == sentinel)) {
-      best = x;
-      first = static_cast<acc_t>(i);
-    }
-  }
-  if (first == sentinel) return false;
-  idx_out = static_cast<int64_t>(first);
-  // The value at the first hit (of 0.0 and -0.0, the one stored first).
-  best_out = static_cast<acc_t>(p[idx_out]);
+  const Vec take = (val1 > val0) | ((val1 == val0) & (pos1 < pos0));
+  val = Vec::blendv(val0, val1, take);
+  at = Vec::blendv(pos0, pos1, take);
   return true;
 }
 
@@ -229,19 +207,77 @@ void max_plane_scan(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, a
   best_out = static_cast<acc_t>(p[idx]);
 }
 
+// Max and first position for a group of up to L consecutive NCHW planes (L = the vector width).
+// Each plane's vector pass leaves L lanes (max, first position); reducing them lane by lane in every
+// plane would be a chain of shuffles per plane, which for a 192-element plane cost as much as the
+// pass and held back the next plane's loads. Instead the group's L x L lane values are transposed
+// (at::vec::transpose_mxn), so one vertical max and one vertical min over L rows settle all L planes
+// at once. The tail (H*W % 16 positions) is then applied per plane in order. Planes whose probe
+// saw a NaN, or whose kept values are all -inf (no lane moved), go to max_plane_scan: both rare.
 template <typename scalar_t>
-void max_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, bool any_dropped, scalar_t* out,
-               int64_t* argmax) {
+void max_plane_group(const scalar_t* x, int64_t first_plane, int64_t count, const PlaneMasks<acc_of<scalar_t>>& pm,
+                     bool any_dropped, scalar_t* out, int64_t* argmax) {
   using acc_t = acc_of<scalar_t>;
-  acc_t best = -std::numeric_limits<acc_t>::infinity();
-  int64_t idx = -1;
-  if (pm.any_kept) {
-    const bool exact_positions = pm.hw < (int64_t(1) << std::numeric_limits<acc_t>::digits);
-    if (!(exact_positions && max_plane_one_pass(p, pm, best, idx))) max_plane_scan(p, pm, best, idx);
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  const acc_t sentinel = static_cast<acc_t>(pm.hw);
+  const Vec lowest(-std::numeric_limits<acc_t>::infinity());
+  alignas(64) acc_t vals[L * L], ats[L * L], vals_t[L * L], ats_t[L * L];
+  bool lanes_ok[L];
+  for (int64_t q = 0; q < L; ++q) {
+    Vec val = lowest, at(sentinel);
+    lanes_ok[q] = q < count && max_plane_lanes(x + (first_plane + q) * pm.hw, pm, val, at);
+    if (!lanes_ok[q]) {
+      val = lowest;
+      at = Vec(sentinel);
+    }
+    val.store(vals + q * L);
+    at.store(ats + q * L);
   }
-  settle_against_dropped_zero(any_dropped, best, idx);
-  *out = static_cast<scalar_t>(best);
-  *argmax = idx;
+  at::vec::transpose_mxn<acc_t, L, L>(vals, L, vals_t, L);
+  at::vec::transpose_mxn<acc_t, L, L>(ats, L, ats_t, L);
+  // Row k of the transposes holds lane k of every plane; no NaN is among them (see above).
+  Vec best = lowest;
+  for (int64_t k = 0; k < L; ++k) {
+    const Vec row = Vec::loadu(vals_t + k * L);
+    best = Vec::blendv(best, row, row > best);
+  }
+  Vec first(sentinel);
+  for (int64_t k = 0; k < L; ++k) {
+    const Vec hit = Vec::blendv(Vec(sentinel), Vec::loadu(ats_t + k * L), Vec::loadu(vals_t + k * L) == best);
+    first = at::vec::minimum(first, hit);
+  }
+  alignas(64) acc_t bests[L], firsts[L];
+  best.store(bests);
+  first.store(firsts);
+  for (int64_t q = 0; q < count; ++q) {
+    const scalar_t* p = x + (first_plane + q) * pm.hw;
+    acc_t b = bests[q];
+    acc_t f = firsts[q];
+    // No lane moved although whole chunks were read: every kept value there is -inf.
+    bool ok = lanes_ok[q] && !(f == sentinel && !pm.segments.empty());
+    for (int64_t i = pm.whole; ok && i < pm.hw; ++i) {
+      if (!pm.kept[i]) continue;
+      const acc_t v = static_cast<acc_t>(p[i]);
+      if (is_nan(v)) ok = false;
+      if (v > b || (v == b && f == sentinel)) {
+        b = v;
+        f = static_cast<acc_t>(i);
+      }
+    }
+    acc_t value = -std::numeric_limits<acc_t>::infinity();
+    int64_t idx = -1;
+    if (ok && f != sentinel) {
+      idx = static_cast<int64_t>(f);
+      // The value at the first hit (of 0.0 and -0.0, the one stored first).
+      value = static_cast<acc_t>(p[idx]);
+    } else if (pm.any_kept) {
+      max_plane_scan(p, pm, value, idx);
+    }
+    settle_against_dropped_zero(any_dropped, value, idx);
+    out[first_plane + q] = static_cast<scalar_t>(value);
+    argmax[first_plane + q] = idx;
+  }
 }
 
 // Sum over one NCHW plane's kept positions in 16 fixed lanes: lane k adds the kept positions
@@ -294,16 +330,34 @@ void pool_planes(const DropPoolProblem& pb) {
   const auto* x = static_cast<const scalar_t*>(pb.x);
   auto* out = static_cast<scalar_t*>(pb.out);
   const int64_t plane_bytes = hw * static_cast<int64_t>(sizeof(scalar_t));
+  // Positions are carried as acc_t in the vector pass; past 2^digits they are not exact.
+  const bool exact_positions = hw < (int64_t(1) << std::numeric_limits<acc_t>::digits);
   const int64_t ahead_planes = std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(plane_bytes, 1));
   at::parallel_for(0, m.N * m.C, grain_for(hw), [&](int64_t begin, int64_t end) {
+    auto prefetch = [&](int64_t plane) {
+      if (plane + ahead_planes >= end) return;
+      const char* ahead = reinterpret_cast<const char*>(x + (plane + ahead_planes) * hw);
+      for (int64_t b = 0; b < plane_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 2);
+    };
+    if (pb.is_max && exact_positions) {
+      constexpr int64_t L = Vectorized<acc_t>::size();
+      for (int64_t plane = begin; plane < end; plane += L) {
+        const int64_t count = std::min<int64_t>(L, end - plane);
+        for (int64_t q = 0; q < count; ++q) prefetch(plane + q);
+        max_plane_group(x, plane, count, pm, !pb.r.empty(), out, pb.argmax);
+      }
+      return;
+    }
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* p = x + plane * hw;
-      if (plane + ahead_planes < end) {
-        const char* ahead = reinterpret_cast<const char*>(p + ahead_planes * hw);
-        for (int64_t b = 0; b < plane_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 2);
-      }
+      prefetch(plane);
       if (pb.is_max) {
-        max_plane(p, pm, !pb.r.empty(), out + plane, pb.argmax + plane);
+        acc_t best = -std::numeric_limits<acc_t>::infinity();
+        int64_t idx = -1;
+        if (pm.any_kept) max_plane_scan(p, pm, best, idx);
+        settle_against_dropped_zero(!pb.r.empty(), best, idx);
+        out[plane] = static_cast<scalar_t>(best);
+        pb.argmax[plane] = idx;
       } else {
         out[plane] = static_cast<scalar_t>(sum_plane(p, pm) / static_cast<acc_t>(hw));
       }
