@@ -51,17 +51,11 @@ inline bool is_nan(acc_t v) {
   return v != v;
 }
 
-// The largest / smallest lane of v (at::vec::maximum / minimum: a NaN lane wins).
+// The largest lane of v (at::vec::maximum: a NaN lane wins).
 template <typename acc_t>
 inline acc_t lanes_max(const Vectorized<acc_t>& v) {
   using Vec = Vectorized<acc_t>;
   return at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::maximum(a, b); }, v);
-}
-
-template <typename acc_t>
-inline acc_t lanes_min(const Vectorized<acc_t>& v) {
-  using Vec = Vectorized<acc_t>;
-  return at::vec::vec_reduce_all<acc_t>([](const Vec& a, const Vec& b) { return at::vec::minimum(a, b); }, v);
 }
 
 // Which positions of an NCHW plane are kept, built once per call (the rectangle is the same for
