@@ -47,13 +47,19 @@ int64_t row_grain(int64_t work_per_row) {
   return std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, work_per_row));
 }
 
-// Squared row norms in the accumulation type (same 16-partial order as the direct distances).
+// Squared norms of rows [begin, end) into out[begin, end), in the accumulation type (the direct
+// distance to a row of D zeros: the same 16-partial order as the direct distances).
+template <typename scalar_t, typename acc_t>
+void squared_norm_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t D, const scalar_t* zeros, acc_t* out) {
+  for (int64_t i = begin; i < end; ++i) out[i] = squared_distance_direct<scalar_t, acc_t>(x + i * D, zeros, D);
+}
+
 template <typename scalar_t, typename acc_t>
 std::vector<acc_t> squared_norms(const scalar_t* x, int64_t N, int64_t D) {
   std::vector<acc_t> out(N);
-  std::vector<scalar_t> zeros(static_cast<size_t>(D), scalar_t(0));
+  const std::vector<scalar_t> zeros(static_cast<size_t>(D), scalar_t(0));
   at::parallel_for(0, N, row_grain(D), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = squared_distance_direct<scalar_t, acc_t>(x + i * D, zeros.data(), D);
+    squared_norm_rows<scalar_t, acc_t>(x, begin, end, D, zeros.data(), out.data());
   });
   return out;
 }
@@ -165,9 +171,7 @@ void mine_cpu_impl(const at::Tensor& x, const int64_t* labels, scalar_t* d_ap, s
           if (r0 >= N) continue;
           const int64_t rows = std::min(tri_rows, N - r0);
           const int64_t cols = triangle_end(r0);
-          for (int64_t i = r0; i < r0 + rows; ++i) {
-            norms[i] = squared_distance_direct<acc_t, acc_t>(xp + i * D, zeros.data(), D);
-          }
+          squared_norm_rows<acc_t, acc_t>(xp, r0, r0 + rows, D, zeros.data(), norms.data());
           at::Tensor out = gram.narrow(0, r0, rows).narrow(1, 0, cols);
           at::mm_out(out, xa.narrow(0, r0, rows), xa.narrow(0, 0, cols).t());
         }
