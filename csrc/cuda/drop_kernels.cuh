@@ -19,9 +19,7 @@ __global__ __launch_bounds__(kElementwiseThreads, kDropBlocksPerSm) void drop_bl
                                   MapLayout map, RectArg rect_arg) {
   const DropRect rect = load_rect(rect_arg, map.H, map.W);
   const int64_t vectors = map.numel() / VEC;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += stride) {
+  for (int64_t v = grid_stride_first(); v < vectors; v += grid_stride_step()) {
     const int64_t base = v * VEC;
     const MapPosition p = map.locate(base);
     const int64_t w_step = map.channels_last ? 0 : 1;
@@ -59,9 +57,7 @@ __global__ __launch_bounds__(kElementwiseThreads, kDropBlocksPerSm) void drop_bl
     const scalar_t* __restrict__ x, MapStrides xs, scalar_t* __restrict__ y, MapLayout map, RectArg rect_arg) {
   const DropRect rect = load_rect(rect_arg, map.H, map.W);
   const int64_t vectors = map.numel() / VEC;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += stride) {
+  for (int64_t v = grid_stride_first(); v < vectors; v += grid_stride_step()) {
     const int64_t base = v * VEC;
     const MapPosition p = map.locate(base);  // map.channels_last is false: y is NCHW
     const scalar_t* src = x + p.n * xs.n + p.c * xs.c + p.h * xs.h + p.w * xs.w;
@@ -221,9 +217,7 @@ __global__ void drop_pool_backward_kernel(const scalar_t* __restrict__ grad_out,
   const DropRect rect = load_rect(rect_arg, map.H, map.W);
   const int64_t hw = map.H * map.W;
   const int64_t vectors = map.numel() / VEC;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors;
-       v += stride) {
+  for (int64_t v = grid_stride_first(); v < vectors; v += grid_stride_step()) {
     const int64_t base = v * VEC;
     const MapPosition p = map.locate(base);
     VecOf<scalar_t, VEC> res;
