@@ -36,7 +36,8 @@ def _drop_fused(x, rect):
 
 
 def _pool_fused(x, rect):
-    return bdb_ext.ops.drop_pool(x, rect, "max")[0]
+    # What BatchDropPool runs: the pooled values only (the argmax is still computed when a gradient needs it).
+    return bdb_ext.ops.drop_pool(x, rect, "max", return_argmax=False)
 
 
 def _pool_reference(x, rect):

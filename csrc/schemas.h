@@ -11,8 +11,9 @@ inline void define_op_schemas(torch::Library& m) {
   // rect: int64 [top, left, height, width], on the CPU or on x's device.
   m.def("batch_drop_block(Tensor x, Tensor rect) -> Tensor");
   m.def("_batch_drop_block_backward(Tensor grad_y, Tensor rect) -> Tensor");
-  // Returns (pooled (N, C), argmax (N, C) int64 for "max", an empty tensor for "avg").
-  m.def("drop_pool(Tensor x, Tensor rect, str mode) -> (Tensor, Tensor)");
+  // Returns (pooled (N, C), argmax (N, C) int64 for "max", an empty (0, 0) tensor for "avg"). with_argmax=False:
+  // the kernel skips the argmax (empty, as for "avg") unless the call records a derivative, which needs it.
+  m.def("drop_pool(Tensor x, Tensor rect, str mode, bool with_argmax=True) -> (Tensor, Tensor)");
   m.def(
       "_drop_pool_backward(Tensor grad_out, Tensor argmax, Tensor rect, str mode, SymInt[] input_size, "
       "bool channels_last) -> Tensor");

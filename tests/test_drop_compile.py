@@ -24,6 +24,8 @@ def test_opcheck(backend):
         torch.library.opcheck(ops._batch_drop_block_backward.default, (x.detach(), rect))
         for mode in ("max", "avg"):
             torch.library.opcheck(ops.drop_pool.default, (x, rect, mode))
+            torch.library.opcheck(ops.drop_pool.default, (x, rect, mode, False))
+            torch.library.opcheck(ops.drop_pool.default, (x.detach(), rect, mode, False))
             out, argmax = ops.drop_pool(x.detach(), rect, mode)
             cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
             torch.library.opcheck(
@@ -56,6 +58,25 @@ def test_compile_fullgraph_no_recompile_across_rectangles(backend, mode):
         backend.ops.drop_pool(backend.ops.batch_drop_block(eager, rect), rect, mode)[0].square().sum().backward()
         torch.testing.assert_close(x.grad, eager.grad)
     assert counter.frame_count == 1
+
+
+def test_values_only_call_compiles_fullgraph_for_inference(backend):
+    """Under no_grad the compiled graph calls the values-only kernel (the fake kernel gives its empty
+    argmax); with a gradient the same code compiles to the arg-max call. Both equal eager."""
+    x = feature_map((2, 6, 8, 4), torch.float32, backend.device)
+    rect = torch.tensor([2, 0, 3, 4], device=backend.device)
+
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def pooled(t):
+        return backend.ops.drop_pool(t, rect, "max", return_argmax=False) * 2
+
+    with torch.no_grad():
+        torch.testing.assert_close(pooled(x), backend.ops.drop_pool(x, rect, "max")[0] * 2, rtol=0, atol=0)
+    xg = x.clone().requires_grad_()
+    pooled(xg).sum().backward()
+    eager = x.clone().requires_grad_()
+    (backend.ops.drop_pool(eager, rect, "max")[0] * 2).sum().backward()
+    torch.testing.assert_close(xg.grad, eager.grad, rtol=0, atol=0)
 
 
 def test_layer_compiles_with_inductor_without_recompiling(device):

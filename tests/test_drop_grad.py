@@ -157,3 +157,32 @@ def test_cpu_backward_reads_expanded_gradients_in_place():
         call = lambda g: torch.ops.bdb_ext._drop_pool_backward(g, argmax, rect, mode, [4, 8, 7, 5], False)  # noqa: E731
         assert _copies_in(lambda: call(grad_out)) == []
         torch.testing.assert_close(call(grad_out), call(grad_out.contiguous()), rtol=0, atol=0)
+
+
+def test_values_only_call_still_differentiates(backend):
+    """return_argmax=False spares the argmax only where nothing is recorded: a call that needs a
+    derivative (backward, forward AD, torch.func) still computes it, and the raw op then returns it."""
+    x = feature_map((2, 6, 7, 5), torch.float64, backend.device)
+    rect = [2, 0, 3, 5]
+    grad = torch.randn(2, 6, dtype=torch.float64, device=backend.device)
+    want = torch.autograd.grad(backend.ops.drop_pool(x.requires_grad_(), rect, "max")[0], x, grad)[0]
+    got = torch.autograd.grad(backend.ops.drop_pool(x, rect, "max", return_argmax=False), x, grad)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    _, raw_argmax = backend.raw_ops.drop_pool(x, torch.tensor(rect, device=backend.device), "max", False)
+    assert raw_argmax.shape == (2, 6)
+    assert torch.autograd.gradcheck(lambda t: backend.ops.drop_pool(t, rect, "max", return_argmax=False), (x,))
+    tangent = torch.randn_like(x)
+    with torch.autograd.forward_ad.dual_level():
+        dual = torch.autograd.forward_ad.make_dual(x.detach(), tangent)
+        out = backend.ops.drop_pool(dual, rect, "max", return_argmax=False)
+        got_tangent = torch.autograd.forward_ad.unpack_dual(out).tangent
+    _, want_tangent = torch.func.jvp(lambda t: backend.ops.drop_pool(t, rect, "max")[0], (x.detach(),), (tangent,))
+    torch.testing.assert_close(got_tangent, want_tangent, rtol=0, atol=0)
+    func_grad = torch.func.grad(lambda t: backend.ops.drop_pool(t, rect, "max", return_argmax=False).sum())(x.detach())
+    torch.testing.assert_close(func_grad, torch.autograd.grad(backend.ops.drop_pool(x, rect, "max")[0].sum(), x)[0])
+
+
+def test_return_argmax_must_be_a_bool(backend):
+    x = torch.randn(1, 2, 3, 3, device=backend.device)
+    with pytest.raises(TypeError, match="return_argmax must be a bool, got str"):
+        backend.ops.drop_pool(x, [0, 0, 1, 1], "max", return_argmax="no")

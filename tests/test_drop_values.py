@@ -227,6 +227,59 @@ def test_max_rules_on_vector_paths(backend, shape, dtype, layout):
         assert all((a == b) or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, values)), rect
 
 
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal bit for bit, NaN payloads and the sign of zero included."""
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(bits), b.view(bits))
+
+
+@pytest.mark.parametrize("shape", [(2, 77, 6, 8), (2, 70, 5, 7), (1, 530, 4, 6), (2, 9, 24, 8), (3, 5, 3, 3)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_values_only_call_returns_the_arg_max_calls_bits(backend, shape, dtype, layout):
+    """return_argmax=False runs a pass that tracks no positions (CPU NCHW: its own kernel); its values
+    must be the arg-max call's bit for bit: the first NaN's payload, the first of +0.0 and -0.0, an
+    all -inf plane, dropped zeros. The raw op then returns an empty (0, 0) argmax."""
+    x = planted_maps(shape, dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.to(backend.device)
+    h, w = shape[2], shape[3]
+    for rect in ([0, 0, 0, 0], [1, 0, 2, w], [1, 2, 2, 1], [0, 0, h, w], [0, 1, h, 1], [h // 3, 0, h // 3, w]):
+        full, _ = backend.ops.drop_pool(x, rect, "max")
+        values = backend.ops.drop_pool(x, rect, "max", return_argmax=False)
+        assert isinstance(values, torch.Tensor) and same_bits(values, full), rect
+        raw_values, raw_argmax = backend.raw_ops.drop_pool(x, torch.tensor(rect, device=backend.device), "max", False)
+        assert same_bits(raw_values, full) and raw_argmax.shape == (0, 0) and raw_argmax.dtype == torch.int64
+        avg = backend.ops.drop_pool(x, rect, "avg", return_argmax=False)
+        assert same_bits(avg, backend.ops.drop_pool(x, rect, "avg")[0]), rect
+
+
+def test_values_only_random_maps_match_the_arg_max_call():
+    """The CPU values-only kernel on random shapes, rectangles, special values and thread counts."""
+    g = torch.Generator().manual_seed(7)
+    before = torch.get_num_threads()
+    try:
+        for case in range(150):
+            n, c, h, w = (int(torch.randint(1, hi, (1,), generator=g)) for hi in (4, 20, 13, 13))
+            dtype = DTYPES[case % len(DTYPES)]
+            x = torch.randn(n, c, h, w, generator=g, dtype=torch.float64)
+            special = torch.rand(x.shape, generator=g)
+            if case % 3 == 0:
+                x = -x.abs() * (case % 2)  # all-negative kept values, -0.0 and +0.0 zeros
+            x[special < 0.05] = float("nan") if case % 4 == 1 else float("-inf")
+            x[special > 0.97] = 0.0 if case % 2 else -0.0
+            x = x.to(dtype)
+            top, left = int(torch.randint(0, h + 1, (1,), generator=g)), int(torch.randint(0, w + 1, (1,), generator=g))
+            rect = [top, left, int(torch.randint(0, h - top + 1, (1,), generator=g)),
+                    int(torch.randint(0, w - left + 1, (1,), generator=g))]
+            torch.set_num_threads(1 + case % 3)
+            full, _ = bdb_ext.ops.drop_pool(x, rect, "max")
+            assert same_bits(bdb_ext.ops.drop_pool(x, rect, "max", return_argmax=False), full), (x.shape, dtype, rect)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_max_rules_hold_at_any_thread_count(threads):
     """The CPU max settles NCHW planes in groups of one vector width, each group's lanes transposed

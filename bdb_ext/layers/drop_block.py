@@ -102,4 +102,4 @@ class BatchDropPool(_BatchDropLayer):
             return pooled.flatten(1)
         if rect is None:
             rect = self.draw_rect(x)
-        return ops.drop_pool(x, rect, self.mode)[0]
+        return ops.drop_pool(x, rect, self.mode, return_argmax=False)

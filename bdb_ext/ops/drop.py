@@ -118,7 +118,8 @@ class _BatchDropBlock(OpFunction):
 # --- drop_pool ------------------------------------------------------------------------------------
 
 
-def drop_pool(x: torch.Tensor, rect: RectLike, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
+def drop_pool(x: torch.Tensor, rect: RectLike, mode: str = "max", *,
+              return_argmax: bool = True) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
     """Global pooling of ``batch_drop_block(x, rect)`` in one pass that reads only kept values.
 
     Args:
@@ -126,30 +127,39 @@ def drop_pool(x: torch.Tensor, rect: RectLike, mode: str = "max") -> tuple[torch
         rect: as in :func:`batch_drop_block`.
         mode: "max" (amax over all H*W positions, dropped ones counting as 0; NaN propagates)
             or "avg" (sum of kept values / (H*W)).
+        return_argmax: False returns ``pooled`` alone, as ``F.max_pool2d(return_indices=False)`` does:
+            the kernel then writes no argmax unless a derivative needs it (no int64 (N, C) output
+            to allocate, store and fault in for an inference call).
 
     Returns:
-        (pooled, argmax): pooled is (N, C) in x's dtype (also under autocast). For "max", argmax is
-        (N, C) int64, the row-major position in the H*W map that receives the gradient (the first kept
-        position attaining the max), or -1 when the max comes only from dropped zeros; for "avg" it is
-        an empty (0, 0) tensor. ``pooled`` is differentiable in reverse and forward mode.
+        (pooled, argmax), or pooled alone with ``return_argmax=False``: pooled is (N, C) in x's dtype
+        (also under autocast). For "max", argmax is (N, C) int64, the row-major position in the H*W
+        map that receives the gradient (the first kept position attaining the max), or -1 when the
+        max comes only from dropped zeros; for "avg" it is an empty (0, 0) tensor. ``pooled`` is
+        differentiable in reverse and forward mode, whatever ``return_argmax``.
     """
-    return _drop_pool(torch.ops.bdb_ext, x, rect, mode)
+    return _drop_pool(torch.ops.bdb_ext, x, rect, mode, return_argmax=return_argmax)
 
 
-def _drop_pool(ops: Any, x: torch.Tensor, rect: RectLike, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
+def _drop_pool(ops: Any, x: torch.Tensor, rect: RectLike, mode: str = "max", *,
+               return_argmax: bool = True) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
     check_tensor("x", x)
     check_pool_mode(mode)
+    if not isinstance(return_argmax, bool):
+        raise TypeError(f"return_argmax must be a bool, got {type(return_argmax).__name__}")
     rect = as_rect_tensor(rect)
     if under_torch_func():
-        return _DropPool.apply(ops, x, rect, mode)
-    return ops.drop_pool(x, rect, mode)
+        pooled, argmax = _DropPool.apply(ops, x, rect, mode, return_argmax)
+    else:
+        pooled, argmax = ops.drop_pool(x, rect, mode, return_argmax)
+    return (pooled, argmax) if return_argmax else pooled
 
 
-def _drop_pool_fake(x, rect, mode):
+def _drop_pool_fake(x, rect, mode, with_argmax=True):
     check_devices("drop_pool", ("x", x), ("rect", rect), cpu_ok=("rect",))
     n, c = x.shape[0], x.shape[1]
     out = x.new_empty((n, c))
-    argmax = x.new_empty((n, c) if mode == "max" else (0, 0), dtype=torch.int64)
+    argmax = x.new_empty((n, c) if mode == "max" and with_argmax else (0, 0), dtype=torch.int64)
     return out, argmax
 
 
@@ -163,13 +173,21 @@ def _drop_pool_backward_fake(grad_out, argmax, rect, mode, input_size, channels_
 
 class _DropPool(OpFunction):
     """max: the gradient and the tangent go to (come from) the argmax position, none when the max is a
-    dropped zero (argmax -1); avg: the gradient (tangent) is the avg drop-pool's adjoint (itself)."""
+    dropped zero (argmax -1); avg: the gradient (tangent) is the avg drop-pool's adjoint (itself).
+
+    A call recorded for a derivative always computes the max's argmax, which the derivative needs:
+    with_argmax=False only spares it where nothing is recorded (an inference call)."""
 
     op_name = "drop_pool"
 
+    @classmethod
+    def forward(cls, ops, x, rect, mode, with_argmax=True):
+        with torch._C._AutoDispatchBelowAutograd():
+            return ops.drop_pool(x, rect, mode, True)
+
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ops, x, rect, mode = inputs
+        ops, x, rect, mode = inputs[:4]
         _, argmax = output
         ctx.ops = ops
         ctx.mode = mode
@@ -186,10 +204,10 @@ class _DropPool(OpFunction):
             ctx.ops, "_drop_pool_backward",
             grad_out, argmax, rect, ctx.mode, ctx.input_size, ctx.channels_last,
         )
-        return None, grad_x, None, None
+        return None, grad_x, None, None, None
 
     @staticmethod
-    def jvp(ctx, _ops_tangent, x_tangent, _rect_tangent, _mode_tangent):
+    def jvp(ctx, _ops_tangent, x_tangent, _rect_tangent, _mode_tangent, _with_argmax_tangent=None):
         argmax, rect = ctx.saved_tensors
         if ctx.mode == "avg":
             return _DropPool.apply(ctx.ops, x_tangent, rect, "avg")[0], None

@@ -148,17 +148,17 @@ at::Tensor batch_drop_block_backward_cpu(const at::Tensor& grad_y, const at::Ten
 }
 
 std::tuple<at::Tensor, at::Tensor> drop_pool_cpu(const at::Tensor& input, const at::Tensor& rect,
-                                                 c10::string_view mode) {
+                                                 c10::string_view mode, bool with_argmax) {
   const char* op = "bdb_ext::drop_pool";
   const bool is_max = parse_pool_mode(mode, op);
   const DropInput in = prepare_drop_input(input, rect, op);
   at::Tensor out, argmax;
-  std::tie(out, argmax) = empty_pool_outputs(in, is_max);
+  std::tie(out, argmax) = empty_pool_outputs(in, is_max && with_argmax);
   if (out.numel() == 0) return {out, argmax};
   const cpu::DropPoolKernel kernel = cpu::select_drop_pool_kernel(in.x.scalar_type());
   TORCH_CHECK(kernel != nullptr, "bdb_ext internal error: no drop_pool kernel for ", in.x.scalar_type());
   kernel(cpu::DropPoolProblem{in.x.const_data_ptr(), out.mutable_data_ptr(),
-                              is_max ? argmax.mutable_data_ptr<int64_t>() : nullptr, in.map,
+                              argmax.numel() > 0 ? argmax.mutable_data_ptr<int64_t>() : nullptr, in.map,
                               load_rect(make_rect_arg(in.rect, true), in.map.H, in.map.W), is_max});
   return {out, argmax};
 }

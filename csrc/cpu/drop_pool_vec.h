@@ -26,7 +26,7 @@ namespace bdb::cpu {
 struct DropPoolProblem {
   const void* x;    // N x C x H x W of the dispatched dtype
   void* out;        // N x C of the same dtype
-  int64_t* argmax;  // N x C, or nullptr for "avg"
+  int64_t* argmax;  // N x C, or nullptr: "avg", or a "max" whose caller wants the values only
   MapLayout m;
   DropRect r;
   bool is_max;

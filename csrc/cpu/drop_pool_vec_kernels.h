@@ -8,6 +8,14 @@
 //   wins); dropped positions count as 0 and win only when every kept value is below 0 (argmax -1).
 // - avg: sum of kept values / (H * W), in an order that does not depend on the vector width, so every
 //   machine (SSE2, AVX2, AVX-512) returns the same bits.
+// - with_argmax=False (argmax == nullptr): the same values, from a pass that tracks no positions.
+//
+// Memory: an NCHW plane's dropped rows are never loaded as data, but every dropped cache line is
+// touched (touch_dropped_lines): with the holes left in, the hardware stream prefetcher lost its run
+// over the map and fetched those lines anyway while keeping fewer misses in flight. On the 2-core
+// AMD EPYC (128x2048x24x8 fp32, the arg-max kernel, interleaved medians): 8.45 and 7.93 ms with holes
+// and a software prefetch, 7.41 and 7.00 ms touched with none; the software prefetch that helped the
+// earlier one-plane-at-a-time kernel now costs time in every variant, so there is none.
 #pragma once
 
 #ifndef CPU_CAPABILITY
@@ -59,8 +67,8 @@ inline acc_t lanes_max(const Vectorized<acc_t>& v) {
 }
 
 // Which positions of an NCHW plane are kept, built once per call (the rectangle is the same for
-// every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (skipped: never
-// loaded), kept (read as is) or mixed (read through a lane mask). Consecutive kept chunks form one
+// every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (never read as data,
+// only touched, see the top of the file), kept (read as is) or mixed (read through a lane mask). Consecutive kept chunks form one
 // segment, so for a full-width rectangle a plane is two segments and no mask. Positions past the
 // last whole chunk (H*W % 16 of them) are the scalar tail.
 template <typename acc_t>
@@ -78,6 +86,7 @@ struct PlaneMasks {
   std::vector<acc_t> positions;   // per position < whole: the position itself, as acc_t
   std::vector<uint8_t> kept;      // per position
   std::vector<Segment> segments;  // in plane order
+  std::vector<int64_t> dropped;   // the first position of each dropped chunk, in plane order
   bool any_kept = false;
 
   PlaneMasks(const MapLayout& m, const DropRect& r)
@@ -95,7 +104,10 @@ struct PlaneMasks {
     for (int64_t c = 0; c < whole; c += kChunk) {
       int64_t n = 0;
       for (int64_t i = c; i < c + kChunk; ++i) n += kept[i];
-      if (n == 0) continue;
+      if (n == 0) {
+        dropped.push_back(c);
+        continue;
+      }
       const bool mixed = n < kChunk;
       if (!mixed && !segments.empty() && !segments.back().mixed && segments.back().end == c) {
         segments.back().end = c + kChunk;
@@ -107,6 +119,21 @@ struct PlaneMasks {
   Vec mask(int64_t i) const { return Vec::loadu(lanes.data() + i); }
   Vec position(int64_t i) const { return Vec::loadu(positions.data() + i); }
 };
+
+// One load per cache line of the plane's dropped chunks, its value unused (see the top of the file).
+template <typename scalar_t, typename acc_t>
+inline void touch_dropped_lines(const scalar_t* p, const PlaneMasks<acc_t>& pm) {
+  constexpr int64_t kLine = 64;
+  constexpr int64_t kChunkBytes = PlaneMasks<acc_t>::kChunk * static_cast<int64_t>(sizeof(scalar_t));
+  const char* base = reinterpret_cast<const char*>(p);
+  for (const int64_t chunk : pm.dropped) {
+    const char* begin = base + chunk * static_cast<int64_t>(sizeof(scalar_t));
+    for (int64_t b = 0; b < kChunkBytes; b += kLine) {
+      const char touched = *reinterpret_cast<const volatile char*>(begin + b);
+      (void)touched;
+    }
+  }
+}
 
 // Where v > val (ordered compare: never for NaN), val = v and pos = at.
 template <typename acc_t>
@@ -134,6 +161,7 @@ bool max_plane_lanes(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>& pm, 
   Vec val0 = lowest, val1 = lowest;
   Vec pos0(sentinel), pos1(sentinel);
   Vec probe0(acc_t(0)), probe1(acc_t(0));
+  touch_dropped_lines(p, pm);
   // Named accumulators (an array indexed at run time would live on the stack and put a
   // store-to-load forward into every step's dependency chain).
   for (const auto& sg : pm.segments) {
@@ -274,6 +302,60 @@ void max_plane_group(const scalar_t* x, int64_t first_plane, int64_t count, cons
   }
 }
 
+// The max alone, for a call that wants no argmax: up to L consecutive NCHW planes, each read in one
+// vector pass of at::vec::maximum (kept chunks as they are, mixed ones with dropped lanes blended to
+// -inf, two chains), then the group's lanes transposed so that L - 1 vertical maximums settle all L
+// planes, as max_plane_group does. No position is carried, so no blend per vector and no size
+// limit. The value equals the arg-max kernels' bit for bit: a max that is neither NaN nor zero has
+// one bit pattern; a NaN (the first NaN's bits) or a zero (+0.0 or -0.0, whichever comes first) is
+// settled by max_plane_scan, which finds the first position.
+template <typename scalar_t>
+void max_value_group(const scalar_t* x, int64_t first_plane, int64_t count, const PlaneMasks<acc_of<scalar_t>>& pm,
+                     bool any_dropped, scalar_t* out) {
+  using acc_t = acc_of<scalar_t>;
+  using Vec = Vectorized<acc_t>;
+  constexpr int64_t L = Vec::size();
+  static_assert(PlaneMasks<acc_t>::kChunk % (2 * L) == 0, "a chunk must hold the two chains' vectors");
+  const Vec lowest(-std::numeric_limits<acc_t>::infinity());
+  alignas(64) acc_t lanes[L * L], lanes_t[L * L];
+  for (int64_t q = 0; q < L; ++q) {
+    Vec m0 = lowest, m1 = lowest;
+    if (q < count) {
+      const scalar_t* p = x + (first_plane + q) * pm.hw;
+      touch_dropped_lines(p, pm);
+      for (const auto& sg : pm.segments) {
+        for (int64_t i = sg.begin; i < sg.end; i += 2 * L) {
+          Vec v0 = load_acc(p + i), v1 = load_acc(p + i + L);
+          if (sg.mixed) {
+            v0 = Vec::blendv(lowest, v0, pm.mask(i));
+            v1 = Vec::blendv(lowest, v1, pm.mask(i + L));
+          }
+          m0 = at::vec::maximum(m0, v0);
+          m1 = at::vec::maximum(m1, v1);
+        }
+      }
+    }
+    at::vec::maximum(m0, m1).store(lanes + q * L);
+  }
+  at::vec::transpose_mxn<acc_t, L, L>(lanes, L, lanes_t, L);
+  Vec best = Vec::loadu(lanes_t);
+  for (int64_t k = 1; k < L; ++k) best = at::vec::maximum(best, Vec::loadu(lanes_t + k * L));
+  alignas(64) acc_t bests[L];
+  best.store(bests);
+  for (int64_t q = 0; q < count; ++q) {
+    const scalar_t* p = x + (first_plane + q) * pm.hw;
+    acc_t value = bests[q];
+    for (int64_t i = pm.whole; i < pm.hw; ++i) {
+      const acc_t v = static_cast<acc_t>(p[i]);
+      if (pm.kept[i] && (v > value || is_nan(v))) value = v;
+    }
+    int64_t idx = pm.any_kept ? 0 : -1;  // a stand-in: settle_against_dropped_zero reads only its sign
+    if (pm.any_kept && (is_nan(value) || value == acc_t(0))) max_plane_scan(p, pm, value, idx);
+    settle_against_dropped_zero(any_dropped, value, idx);
+    out[first_plane + q] = static_cast<scalar_t>(value);
+  }
+}
+
 // Sum over one NCHW plane's kept positions in 16 fixed lanes: lane k adds the kept positions
 // 16j + k in order, whatever the vector width, the lanes fold in a fixed tree, then the tail
 // (H*W % 16 positions) is added in order. The same bits on every instruction set, unlike a
@@ -287,6 +369,7 @@ acc_of<scalar_t> sum_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>
   constexpr int64_t kParts = kLanes / L;
   Vec part[kParts];
   for (int64_t k = 0; k < kParts; ++k) part[k] = Vec(acc_t(0));
+  touch_dropped_lines(p, pm);
   for (const auto& sg : pm.segments) {
     for (int64_t i = sg.begin; i < sg.end; i += kLanes) {
       for (int64_t k = 0; k < kParts; ++k) {
@@ -308,13 +391,6 @@ acc_of<scalar_t> sum_plane(const scalar_t* p, const PlaneMasks<acc_of<scalar_t>>
   return sum;
 }
 
-// Each plane's lines are prefetched into L2 about this many bytes ahead (32 planes at 24 x 8 fp32). The
-// max pass does enough work per plane that the hardware prefetcher alone kept too few misses in
-// flight: on the 2-core AMD EPYC, one thread read 128x2048x24x8 fp32 at 16 GB/s without it and 22 GB/s
-// with it (torch.amax: 24 GB/s; measured with the earlier one-plane-at-a-time max). The hardware
-// prefetcher fetches the dropped rows' lines anyway, so all of them are prefetched.
-constexpr int64_t kPrefetchBytes = 24 * 1024;
-
 template <typename scalar_t>
 void pool_planes(const DropPoolProblem& pb) {
   using acc_t = acc_of<scalar_t>;
@@ -323,28 +399,24 @@ void pool_planes(const DropPoolProblem& pb) {
   const PlaneMasks<acc_t> pm(m, pb.r);
   const auto* x = static_cast<const scalar_t*>(pb.x);
   auto* out = static_cast<scalar_t*>(pb.out);
-  const int64_t plane_bytes = hw * static_cast<int64_t>(sizeof(scalar_t));
   // Positions are carried as acc_t in the vector pass; past 2^digits they are not exact.
   const bool exact_positions = hw < (int64_t(1) << std::numeric_limits<acc_t>::digits);
-  const int64_t ahead_planes = std::max<int64_t>(1, kPrefetchBytes / std::max<int64_t>(plane_bytes, 1));
   at::parallel_for(0, m.N * m.C, grain_for(hw), [&](int64_t begin, int64_t end) {
-    auto prefetch = [&](int64_t plane) {
-      if (plane + ahead_planes >= end) return;
-      const char* ahead = reinterpret_cast<const char*>(x + (plane + ahead_planes) * hw);
-      for (int64_t b = 0; b < plane_bytes; b += 64) __builtin_prefetch(ahead + b, 0, 2);
-    };
-    if (pb.is_max && exact_positions) {
-      constexpr int64_t L = Vectorized<acc_t>::size();
+    constexpr int64_t L = Vectorized<acc_t>::size();
+    if (pb.is_max && pb.argmax == nullptr) {
       for (int64_t plane = begin; plane < end; plane += L) {
-        const int64_t count = std::min<int64_t>(L, end - plane);
-        for (int64_t q = 0; q < count; ++q) prefetch(plane + q);
-        max_plane_group(x, plane, count, pm, !pb.r.empty(), out, pb.argmax);
+        max_value_group(x, plane, std::min<int64_t>(L, end - plane), pm, !pb.r.empty(), out);
+      }
+      return;
+    }
+    if (pb.is_max && exact_positions) {
+      for (int64_t plane = begin; plane < end; plane += L) {
+        max_plane_group(x, plane, std::min<int64_t>(L, end - plane), pm, !pb.r.empty(), out, pb.argmax);
       }
       return;
     }
     for (int64_t plane = begin; plane < end; ++plane) {
       const scalar_t* p = x + plane * hw;
-      prefetch(plane);
       if (pb.is_max) {
         acc_t best = -std::numeric_limits<acc_t>::infinity();
         int64_t idx = -1;
@@ -395,7 +467,7 @@ void pool_channel_scalar(const DropPoolProblem& pb, const std::vector<int64_t>& 
   }
   settle_against_dropped_zero(!pb.r.empty(), best, idx);
   *out = static_cast<scalar_t>(best);
-  pb.argmax[n * m.C + c] = idx;
+  if (pb.argmax != nullptr) pb.argmax[n * m.C + c] = idx;
 }
 
 // Channels [c0, c1) of sample n. The map is read in memory order (position by position, each a
@@ -483,7 +555,7 @@ void pool_channel_block(const DropPoolProblem& pb, const std::vector<int64_t>& k
       int64_t i = static_cast<int64_t>(buf.at[c]);
       settle_against_dropped_zero(!pb.r.empty(), b, i);
       out[c] = static_cast<scalar_t>(b);
-      pb.argmax[n * m.C + c0 + c] = i;
+      if (pb.argmax != nullptr) pb.argmax[n * m.C + c0 + c] = i;
     }
   }
   for (int64_t c = c0 + nvec; c < c1; ++c) pool_channel_scalar<scalar_t>(pb, kept, n, c);
@@ -542,7 +614,7 @@ void pool_channels_scalar(const DropPoolProblem& pb) {
         if (pb.is_max) {
           settle_against_dropped_zero(!pb.r.empty(), best[c], idx[c]);
           out[n * m.C + c] = static_cast<scalar_t>(best[c]);
-          pb.argmax[n * m.C + c] = idx[c];
+          if (pb.argmax != nullptr) pb.argmax[n * m.C + c] = idx[c];
         } else {
           out[n * m.C + c] = static_cast<scalar_t>(best[c] / static_cast<acc_t>(m.H * m.W));
         }

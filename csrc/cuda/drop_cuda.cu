@@ -90,7 +90,7 @@ at::Tensor batch_drop_block_backward_kernel_device(const at::Tensor& grad_y, con
 }
 
 std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& input, const at::Tensor& rect,
-                                                           c10::string_view mode) {
+                                                           c10::string_view mode, bool with_argmax) {
   const char* op = "bdb_ext::drop_pool";
   const bool is_max = parse_pool_mode(mode, op);
   KernelDeviceGuard guard(input.device());
@@ -99,13 +99,13 @@ std::tuple<at::Tensor, at::Tensor> drop_pool_kernel_device(const at::Tensor& inp
   const bool channels_last = in.channels_last;
   const int64_t N = in.map.N, C = in.map.C, H = in.map.H, W = in.map.W;
   at::Tensor out, argmax;
-  std::tie(out, argmax) = empty_pool_outputs(in, is_max);
+  std::tie(out, argmax) = empty_pool_outputs(in, is_max && with_argmax);
   if (out.numel() == 0) return {out, argmax};
   const RectArg rect_arg = make_rect_arg(in.rect, on_kernel_device(in.rect));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "bdb_ext::drop_pool", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* op_ = out.mutable_data_ptr<scalar_t>();
-    int64_t* ap = is_max ? argmax.mutable_data_ptr<int64_t>() : nullptr;
+    int64_t* ap = argmax.numel() > 0 ? argmax.mutable_data_ptr<int64_t>() : nullptr;
     const int vec = vector_width<scalar_t>(channels_last ? C : W, {xp});
     with_vector_width<scalar_t>(vec, [&](auto vec_c) {
       constexpr int VEC = decltype(vec_c)::value;

@@ -92,7 +92,7 @@ BDB_INLINE void pool_write(PoolPartial<acc_t> p, const DropRect& rect, int64_t h
   if (IS_MAX) {
     settle_against_dropped_zero(!rect.empty(), p.value, p.index);
     out[o] = static_cast<scalar_t>(p.value);
-    argmax[o] = p.index;
+    if (argmax != nullptr) argmax[o] = p.index;  // nullptr: the caller wants the values only
   } else {
     out[o] = static_cast<scalar_t>(p.value / static_cast<acc_t>(hw));
   }

@@ -122,11 +122,12 @@ inline at::Tensor empty_map_like(const DropInput& in) {
   return at::empty(in.x.sizes(), in.x.options().memory_format(memory_format_of(in.channels_last)));
 }
 
-// drop_pool's outputs: pooled (N, C) in x's dtype and argmax (N, C) int64 ((0, 0) for "avg").
-inline std::tuple<at::Tensor, at::Tensor> empty_pool_outputs(const DropInput& in, bool is_max) {
+// drop_pool's outputs: pooled (N, C) in x's dtype and argmax (N, C) int64 ((0, 0) when not wanted: for
+// "avg", or for "max" called with with_argmax=False).
+inline std::tuple<at::Tensor, at::Tensor> empty_pool_outputs(const DropInput& in, bool with_argmax) {
   const int64_t N = in.map.N, C = in.map.C;
   return {at::empty({N, C}, in.x.options()),
-          at::empty({is_max ? N : 0, is_max ? C : 0}, in.x.options().dtype(at::kLong))};
+          at::empty({with_argmax ? N : 0, with_argmax ? C : 0}, in.x.options().dtype(at::kLong))};
 }
 
 // What _drop_pool_backward works on.
