@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <string>
 #include <vector>
@@ -87,6 +89,17 @@ void drop_block_cpu_impl(const scalar_t* x, scalar_t* y, const MapLayout& m, con
   }
 }
 
+// std::fill through the value's bit pattern: for c10::Half / c10::BFloat16 (classes with a converting
+// constructor) GCC emits a store loop per element; on uint16_t it emits vector stores.
+template <typename scalar_t>
+inline void fill_bits(scalar_t* dst, int64_t count, scalar_t value) {
+  using bits_t = std::conditional_t<sizeof(scalar_t) == 2, uint16_t, std::conditional_t<sizeof(scalar_t) == 4, uint32_t, uint64_t>>;
+  static_assert(sizeof(bits_t) == sizeof(scalar_t));
+  bits_t pattern;
+  std::memcpy(&pattern, &value, sizeof(pattern));
+  std::fill_n(reinterpret_cast<bits_t*>(dst), count, pattern);
+}
+
 // A map with no dense layout, read through its strides into an NCHW result. The gradients autograd
 // hands over from sum(), mean() or expand() have stride 0 in H and W, one value per plane: each
 // plane is then a single fill, and nothing the size of the map is ever read.
@@ -101,18 +114,26 @@ void drop_block_strided_impl(const scalar_t* x, at::IntArrayRef strides, scalar_
       const scalar_t* src = x + (plane / m.C) * sN + (plane % m.C) * sC;
       scalar_t* dst = y + plane * hw;
       if (sH == 0 && sW == 0) {
-        std::fill(dst, dst + hw, src[0]);
-      } else {
-        for (int64_t h = 0; h < m.H; ++h) {
-          const scalar_t* row = src + h * sH;
-          scalar_t* out = dst + h * m.W;
-          if (sW == 1) {
-            std::copy(row, row + m.W, out);
-          } else if (sW == 0) {
-            std::fill(out, out + m.W, row[0]);
-          } else {
-            for (int64_t w = 0; w < m.W; ++w) out[w] = row[w * sW];
-          }
+        // One value per plane: each element written once, kept runs with it and dropped runs with 0.
+        const scalar_t v = src[0];
+        int64_t done = 0;
+        for_each_kept_run(m, r, [&](int64_t run_begin, int64_t run_end) {
+          fill_bits(dst + done, run_begin - done, zero);
+          fill_bits(dst + run_begin, run_end - run_begin, v);
+          done = run_end;
+        });
+        fill_bits(dst + done, hw - done, zero);
+        continue;
+      }
+      for (int64_t h = 0; h < m.H; ++h) {
+        const scalar_t* row = src + h * sH;
+        scalar_t* out = dst + h * m.W;
+        if (sW == 1) {
+          std::copy(row, row + m.W, out);
+        } else if (sW == 0) {
+          std::fill(out, out + m.W, row[0]);
+        } else {
+          for (int64_t w = 0; w < m.W; ++w) out[w] = row[w * sW];
         }
       }
       for (int64_t h = r.top; h < r.top + r.height; ++h) std::fill(dst + h * m.W + r.left, dst + h * m.W + r.left + r.width, zero);
