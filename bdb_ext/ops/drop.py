@@ -181,7 +181,7 @@ class _DropPool(OpFunction):
     op_name = "drop_pool"
 
     @classmethod
-    def forward(cls, ops, x, rect, mode, with_argmax=True):
+    def forward(cls, ops, x, rect, mode, _with_argmax=True):
         with torch._C._AutoDispatchBelowAutograd():
             return ops.drop_pool(x, rect, mode, True)
 
@@ -210,7 +210,7 @@ class _DropPool(OpFunction):
     def jvp(ctx, _ops_tangent, x_tangent, _rect_tangent, _mode_tangent, _with_argmax_tangent=None):
         argmax, rect = ctx.saved_tensors
         if ctx.mode == "avg":
-            return _DropPool.apply(ctx.ops, x_tangent, rect, "avg")[0], None
+            return _DropPool.apply(ctx.ops, x_tangent, rect, "avg", True)[0], None
         # argmax indexes the row-major H*W map; -1 (the max is a dropped zero) has no tangent.
         flat = x_tangent.flatten(2)
         picked = flat.gather(2, argmax.clamp(min=0).unsqueeze(2)).squeeze(2)
