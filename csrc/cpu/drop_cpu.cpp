@@ -13,9 +13,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../host/drop_args.h"
@@ -102,7 +102,8 @@ inline void fill_bits(scalar_t* dst, int64_t count, scalar_t value) {
 
 // A map with no dense layout, read through its strides into an NCHW result. The gradients autograd
 // hands over from sum(), mean() or expand() have stride 0 in H and W, one value per plane: each
-// plane is then a single fill, and nothing the size of the map is ever read.
+// plane is then filled run by run (the value, or 0 in the rectangle), and nothing the size of the
+// map is ever read.
 template <typename scalar_t>
 void drop_block_strided_impl(const scalar_t* x, at::IntArrayRef strides, scalar_t* y, const MapLayout& m,
                              const DropRect& r) {

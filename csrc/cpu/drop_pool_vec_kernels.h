@@ -67,10 +67,10 @@ inline acc_t lanes_max(const Vectorized<acc_t>& v) {
 }
 
 // Which positions of an NCHW plane are kept, built once per call (the rectangle is the same for
-// every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (never read as data,
-// only touched, see the top of the file), kept (read as is) or mixed (read through a lane mask). Consecutive kept chunks form one
-// segment, so for a full-width rectangle a plane is two segments and no mask. Positions past the
-// last whole chunk (H*W % 16 of them) are the scalar tail.
+// every plane). The plane is cut into chunks of 16 positions; a chunk is dropped (never read as
+// data, only touched: see the top of the file), kept (read as is) or mixed (read through a lane
+// mask). Consecutive kept chunks form one segment, so for a full-width rectangle a plane is two
+// segments and no mask. Positions past the last whole chunk (H*W % 16 of them) are the scalar tail.
 template <typename acc_t>
 struct PlaneMasks {
   using Vec = Vectorized<acc_t>;
@@ -305,8 +305,7 @@ void max_plane_group(const scalar_t* x, int64_t first_plane, int64_t count, cons
 // The max alone, for a call that wants no argmax: up to L consecutive NCHW planes, each read in one
 // vector pass of at::vec::maximum (kept chunks as they are, mixed ones with dropped lanes blended to
 // -inf, two chains), then the group's lanes transposed so that L - 1 vertical maximums settle all L
-// planes, as max_plane_group does. No position is carried, so no blend per vector and no size
-// limit. The value equals the arg-max kernels' bit for bit: a max that is neither NaN nor zero has
+// planes, as max_plane_group does. No position is carried: no position blends, and no size limit. The value equals the arg-max kernels' bit for bit: a max that is neither NaN nor zero has
 // one bit pattern; a NaN (the first NaN's bits) or a zero (+0.0 or -0.0, whichever comes first) is
 // settled by max_plane_scan, which finds the first position.
 template <typename scalar_t>
