@@ -1,10 +1,10 @@
 """The issue-14 CPU table in one command: fused vs eager reference vs torch.compile of the reference,
 at the paper shapes, every pass, medians of interleaved rounds.
 
-    python benchmarks/compare_cpu.py                 # paper shapes, fp32 + bf16 (about 5 minutes on 2 cores)
+    python benchmarks/compare_cpu.py                 # paper shapes, fp32 + bf16 (1-2 minutes on 2 cores)
     python benchmarks/compare_cpu.py --rounds 3 --small   # a quick look at small shapes
 
-Rows: drop + max pool, drop (128x2048x24x8), mining + soft-margin loss (N=128, D=1536); fwd and fwd+bwd
+Rows: drop + max pool, drop (128x2048x24x8), mining + soft-margin loss (N=128 and 512, D=1536); fwd and fwd+bwd
 (dense upstream gradient), plus fwd+bwd with the stride-0 gradient that ``y.sum().backward()`` passes
 (given directly, so both rows time the same forward) for the drop ops. Columns: the fused op, the eager reference code, torch.compile (inductor) of the reference,
 compiled / fused (>= 1.0: fused is at least as fast as compiled) and, for the stride-0 rows, the
@@ -29,6 +29,7 @@ from bench_mining import mining_steps  # noqa: E402
 from bench_utils import dtype_name, interleaved_medians  # noqa: E402
 
 VARIANTS = ("fused", "reference", "compiled")
+MINING_SIZES = (128, 512)  # the paper's batch, and the largest N issue 14 holds the mining forward to
 
 
 def _cpu_name() -> str:
@@ -56,7 +57,7 @@ def main() -> None:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
     shape = SMALL_SHAPE if args.small else PAPER_SHAPE
-    n, d = 128, 1536
+    d = 1536
     started = time.perf_counter()
     rows = []  # (label, pass, shape, dtype, medians)
     for dtype in dtypes:
@@ -67,10 +68,11 @@ def main() -> None:
                 rows.append((op, pass_name, "x".join(map(str, shape)), dtype_name(dtype), medians))
                 torch._dynamo.reset()
                 print(f"  measured {op} {pass_name} {dtype_name(dtype)} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-        for backward in (False, True):
-            medians = interleaved_medians(mining_steps(n, d, dtype, "cpu", backward, VARIANTS), max(args.rounds, 15))
-            rows.append(("mining + loss", "fwd+bwd" if backward else "fwd", f"N={n} D={d}", dtype_name(dtype), medians))
-            torch._dynamo.reset()
+        for n in MINING_SIZES:
+            for backward in (False, True):
+                medians = interleaved_medians(mining_steps(n, d, dtype, "cpu", backward, VARIANTS), max(args.rounds, 15))
+                rows.append(("mining + loss", "fwd+bwd" if backward else "fwd", f"N={n} D={d}", dtype_name(dtype), medians))
+                torch._dynamo.reset()
     print(f"{_cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, {time.strftime('%Y-%m-%d')}, "
           f"median of {args.rounds} interleaved rounds (15 for mining)\n")
