@@ -127,13 +127,14 @@ struct PlaneMasks {
 };
 
 // One load per cache line of a dropped segment of the plane at p, its value unused (see the top of
-// the file).
+// the file). The first load is at the segment's first byte, not at the start of its line: that line
+// may begin before the tensor's storage (a plane 0 of a map not aligned to 64 bytes).
 template <typename scalar_t, typename Segment>
 inline void touch_lines(const scalar_t* p, const Segment& sg) {
   constexpr uintptr_t kLine = 64;
   const uintptr_t end = reinterpret_cast<uintptr_t>(p + sg.end);
-  for (uintptr_t line = reinterpret_cast<uintptr_t>(p + sg.begin) & ~(kLine - 1); line < end; line += kLine) {
-    const char touched = *reinterpret_cast<const volatile char*>(line);
+  for (uintptr_t at = reinterpret_cast<uintptr_t>(p + sg.begin); at < end; at = (at & ~(kLine - 1)) + kLine) {
+    const char touched = *reinterpret_cast<const volatile char*>(at);
     (void)touched;
   }
 }
@@ -311,9 +312,10 @@ void max_plane_group(const scalar_t* x, int64_t first_plane, int64_t count, cons
 // The max alone, for a call that wants no argmax: up to L consecutive NCHW planes, each read in one
 // vector pass of at::vec::maximum (kept chunks as they are, mixed ones with dropped lanes blended to
 // -inf, two chains), then the group's lanes transposed so that L - 1 vertical maximums settle all L
-// planes, as max_plane_group does. No position is carried: no position blends, and no size limit. The value equals the arg-max kernels' bit for bit: a max that is neither NaN nor zero has
-// one bit pattern; a NaN (the first NaN's bits) or a zero (+0.0 or -0.0, whichever comes first) is
-// settled by max_plane_scan, which finds the first position.
+// planes, as max_plane_group does. No position is carried: no position blends, and no size limit.
+// The value equals the arg-max kernels' bit for bit: a max that is neither NaN nor zero has one bit
+// pattern; a NaN (the first NaN's bits) or a zero (+0.0 or -0.0, whichever comes first) is settled
+// by max_plane_scan, which finds the first position.
 template <typename scalar_t>
 void max_value_group(const scalar_t* x, int64_t first_plane, int64_t count, const PlaneMasks<acc_of<scalar_t>>& pm,
                      bool any_dropped, scalar_t* out) {
